@@ -1,0 +1,514 @@
+#include "check.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "repo_internal.h"
+
+/* A set of 32-byte ids (open addressing). */
+struct idset {
+	uint8_t (*v)[FV_ID_LEN];
+	uint8_t *used;
+	size_t n, cap;
+};
+
+static bool idset_has(const struct idset *s, const uint8_t id[FV_ID_LEN])
+{
+	if (!s->cap)
+		return false;
+	for (size_t h = fv_get_le64(id) & (s->cap - 1); s->used[h]; h = (h + 1) & (s->cap - 1))
+		if (!memcmp(s->v[h], id, FV_ID_LEN))
+			return true;
+	return false;
+}
+
+static int idset_add(struct idset *s, const uint8_t id[FV_ID_LEN])
+{
+	if (idset_has(s, id))
+		return 0;
+	if ((s->n + 1) * 4 > s->cap * 3) {
+		struct idset ns = {0};
+		ns.cap = s->cap ? s->cap * 2 : 1024;
+		ns.v = malloc(ns.cap * FV_ID_LEN);
+		ns.used = calloc(ns.cap, 1);
+		if (!ns.v || !ns.used) {
+			free(ns.v);
+			free(ns.used);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < s->cap; i++)
+			if (s->used[i])
+				idset_add(&ns, s->v[i]);
+		free(s->v);
+		free(s->used);
+		*s = ns;
+	}
+	size_t h = fv_get_le64(id) & (s->cap - 1);
+	while (s->used[h])
+		h = (h + 1) & (s->cap - 1);
+	memcpy(s->v[h], id, FV_ID_LEN);
+	s->used[h] = 1;
+	s->n++;
+	return 0;
+}
+
+static void idset_free(struct idset *s)
+{
+	free(s->v);
+	free(s->used);
+	memset(s, 0, sizeof *s);
+}
+
+struct cctx {
+	struct fv_repo *r;
+	const struct fv_check_opts *o;
+	struct fv_check_result *res;
+	struct fv_err *e;
+	struct idset damaged;   /* blobs known damaged or missing */
+	struct idset clean;     /* trees whose whole subtree checked clean */
+	const char *cur_pack;   /* for scan callbacks */
+	struct fv_pack_entry *cur_toc;
+	uint32_t cur_ntoc;
+	uint32_t cur_num;
+	bool cur_has_num;
+	char snapdesc[96];
+	char path[8192];
+	size_t pathlen;
+	struct fv_buf blob;
+};
+
+__attribute__((format(printf, 3, 4))) static void report(struct cctx *c, bool is_error, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (is_error)
+		c->res->errors++;
+	else
+		c->res->warnings++;
+	if (c->o->problem)
+		c->o->problem(c->o->ud, is_error, msg);
+}
+
+static void progress(struct cctx *c, const char *phase, uint64_t done, uint64_t total)
+{
+	if (c->o->progress)
+		c->o->progress(c->o->ud, phase, done, total);
+}
+
+/* ---- index files ---- */
+
+static int check_index_files(struct cctx *c)
+{
+	char **names = NULL;
+	size_t n = 0;
+	struct fv_err le = {0};
+	int rc = fv_repo_list(c->r, "index", &names, &n, c->e);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *pt = NULL, id[FV_ID_LEN];
+		size_t len;
+		c->res->index_files++;
+		rc = fv_repo_obj_read(c->r, "index", names[i], INDEX_MAGIC, FV_OBJ_INDEX, &pt, &len, id, &le);
+		if (rc == -ENOMEM)
+			break;
+		if (rc < 0) {
+			report(c, true, "%s; the blobs it names may be reported missing below", le.msg);
+			rc = 0;
+			continue;
+		}
+		rc = fv_index_decode(&c->r->idx, pt, len);
+		free(pt);
+		if (rc == -ENOMEM)
+			break;
+		if (rc < 0) {
+			report(c, true, "index/%s is malformed", names[i]);
+			rc = 0;
+		}
+	}
+	fv_repo_names_free(names, n);
+	if (rc == -ENOMEM)
+		return fv_err_set(c->e, rc, "out of memory loading the index");
+	return 0;
+}
+
+/* ---- packs ---- */
+
+static void mark_damaged_from(struct cctx *c, uint64_t off, uint64_t end)
+{
+	/* blobs of the current pack whose frame overlaps [off, end) */
+	for (uint32_t i = 0; i < c->cur_ntoc; i++) {
+		const struct fv_pack_entry *pe = &c->cur_toc[i];
+		if ((uint64_t)pe->off + pe->len > off && pe->off < end)
+			idset_add(&c->damaged, pe->id);
+	}
+	if (c->cur_has_num) {
+		for (size_t i = 0; i < c->r->idx.n; i++) {
+			const struct fv_index_entry *ie = &c->r->idx.e[i];
+			if (fv_index_pack(ie) == c->cur_num && (uint64_t)ie->off + ie->len > off && ie->off < end)
+				idset_add(&c->damaged, ie->id);
+		}
+	}
+}
+
+static void scan_bad(void *ud, uint64_t off, const char *why)
+{
+	struct cctx *c = ud;
+	report(c, true, "%s: %s at offset %llu", c->cur_pack, why, (unsigned long long)off);
+	/* a frame with a bad length makes everything after it untrustworthy */
+	uint64_t end = strstr(why, "length") || strstr(why, "trailer") ? UINT64_MAX : off + 1;
+	mark_damaged_from(c, off, end);
+}
+
+static int toc_cmp(const void *a, const void *b)
+{
+	const struct fv_pack_entry *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static const struct fv_pack_entry *toc_find(const struct cctx *c, uint32_t off)
+{
+	size_t lo = 0, hi = c->cur_ntoc;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (c->cur_toc[mid].off < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < c->cur_ntoc && c->cur_toc[lo].off == off ? &c->cur_toc[lo] : NULL;
+}
+
+static int check_one_pack(struct cctx *c, const char *rel, const uint8_t packid[FV_PACK_ID_LEN], uint8_t *seen)
+{
+	struct stat st;
+	int rc = 0;
+	int fd = openat(c->r->fd, rel, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		report(c, true, "%s: cannot read: %s", rel, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	c->res->packs++;
+	c->cur_pack = rel;
+	c->cur_toc = NULL;
+	c->cur_ntoc = 0;
+	c->cur_has_num = false;
+	/* the pack's number in the index, if the index names it */
+	for (uint32_t i = 0; i < c->r->idx.npacks; i++) {
+		if (!memcmp(c->r->idx.packs[i], packid, FV_PACK_ID_LEN)) {
+			c->cur_num = i;
+			c->cur_has_num = true;
+			seen[i] = 1;
+			break;
+		}
+	}
+	rc = fv_pack_read_toc(fd, (uint64_t)st.st_size, &c->r->keys, packid, &c->cur_toc, &c->cur_ntoc);
+	if (rc == -ENOMEM)
+		goto out;
+	if (rc < 0) {
+		report(c, true, "%s: table of contents unreadable (damaged, truncated or tampered)", rel);
+		c->cur_toc = NULL;
+		c->cur_ntoc = 0;
+	} else {
+		qsort(c->cur_toc, c->cur_ntoc, sizeof *c->cur_toc, toc_cmp);
+	}
+	rc = fv_pack_scan(fd, (uint64_t)st.st_size, scan_bad, c);
+	if (rc < 0) {
+		report(c, true, "%s: read error: %s", rel, strerror(-rc));
+		mark_damaged_from(c, 0, UINT64_MAX);
+	}
+	rc = 0;
+	c->res->bytes_scanned += (uint64_t)st.st_size;
+	if (!c->cur_has_num) {
+		report(c, false,
+		       "%s is not named by any index (left by an interrupted snapshot; harmless, uses %llu bytes)",
+		       rel, (unsigned long long)st.st_size);
+		goto out;
+	}
+	/* index <-> TOC: every indexed blob of this pack is where the TOC says */
+	if (c->cur_toc) {
+		uint64_t mismatched = 0;
+		for (size_t i = 0; i < c->r->idx.n; i++) {
+			const struct fv_index_entry *ie = &c->r->idx.e[i];
+			if (fv_index_pack(ie) != c->cur_num)
+				continue;
+			const struct fv_pack_entry *pe = toc_find(c, ie->off);
+			if (!pe || pe->len != ie->len || pe->type != fv_index_type(ie) || pe->rawlen != ie->rawlen ||
+			    memcmp(pe->id, ie->id, FV_ID_LEN)) {
+				mismatched++;
+				idset_add(&c->damaged, ie->id);
+			}
+		}
+		if (mismatched)
+			report(c, true, "%s: %llu index entries do not match the pack's table of contents", rel,
+			       (unsigned long long)mismatched);
+	}
+out:
+	free(c->cur_toc);
+	c->cur_toc = NULL;
+	c->cur_ntoc = 0;
+	close(fd);
+	return rc == -ENOMEM ? fv_err_set(c->e, rc, "out of memory") : 0;
+}
+
+static int check_packs(struct cctx *c)
+{
+	char **dirs = NULL;
+	size_t nd = 0;
+	int rc = fv_repo_list(c->r, "packs", &dirs, &nd, c->e);
+	if (rc < 0)
+		return rc;
+	uint8_t *seen = calloc(c->r->idx.npacks ? c->r->idx.npacks : 1, 1);
+	if (!seen) {
+		fv_repo_names_free(dirs, nd);
+		return fv_err_set(c->e, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < nd && rc == 0; i++) {
+		char sub[64];
+		char **names = NULL;
+		size_t n = 0;
+		snprintf(sub, sizeof sub, "packs/%.8s", dirs[i]);
+		rc = fv_repo_list(c->r, sub, &names, &n, c->e);
+		if (rc < 0)
+			break;
+		for (size_t j = 0; j < n && rc == 0; j++) {
+			uint8_t pid[FV_PACK_ID_LEN];
+			char rel[128];
+			snprintf(rel, sizeof rel, "%s/%s", sub, names[j]);
+			if (fv_unhex(names[j], pid, FV_PACK_ID_LEN) < 0 || strncmp(names[j], dirs[i], 2) != 0) {
+				report(c, false, "%s: unexpected file in packs/ (ignored)", rel);
+				continue;
+			}
+			rc = check_one_pack(c, rel, pid, seen);
+			progress(c, "packs", c->res->packs, 0);
+		}
+		fv_repo_names_free(names, n);
+	}
+	for (uint32_t p = 0; p < c->r->idx.npacks && rc == 0; p++) {
+		if (seen[p])
+			continue;
+		char rel[64];
+		uint64_t lost = 0;
+		fv_pack_path(c->r->idx.packs[p], rel);
+		for (size_t i = 0; i < c->r->idx.n; i++) {
+			if (fv_index_pack(&c->r->idx.e[i]) == p) {
+				idset_add(&c->damaged, c->r->idx.e[i].id);
+				lost++;
+			}
+		}
+		report(c, true, "%s is missing: %llu blobs named by the index are lost", rel, (unsigned long long)lost);
+	}
+	free(seen);
+	fv_repo_names_free(dirs, nd);
+	return rc;
+}
+
+/* ---- read-data: unseal every blob ---- */
+
+static int cmp_entry_place(const void *a, const void *b)
+{
+	const struct fv_index_entry *x = *(const struct fv_index_entry *const *)a;
+	const struct fv_index_entry *y = *(const struct fv_index_entry *const *)b;
+	uint32_t px = fv_index_pack(x), py = fv_index_pack(y);
+	if (px != py)
+		return px < py ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static int read_all_data(struct cctx *c)
+{
+	size_t n = c->r->idx.n;
+	const struct fv_index_entry **order = malloc((n ? n : 1) * sizeof *order);
+	struct fv_err le = {0};
+	if (!order)
+		return fv_err_set(c->e, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		order[i] = &c->r->idx.e[i];
+	/* pack by pack, in file order: sequential reads */
+	qsort(order, n, sizeof *order, cmp_entry_place);
+	for (size_t i = 0; i < n; i++) {
+		const struct fv_index_entry *ie = order[i];
+		if (idset_has(&c->damaged, ie->id))
+			continue; /* already reported by the scan */
+		int rc = fv_repo_get(c->r, fv_index_type(ie), ie->id, &c->blob, &le);
+		c->res->blobs++;
+		if (rc == -ENOMEM) {
+			free(order);
+			return fv_err_set(c->e, rc, "out of memory");
+		}
+		if (rc < 0) {
+			report(c, true, "%s", le.msg);
+			idset_add(&c->damaged, ie->id);
+		}
+		if ((i & 255) == 0)
+			progress(c, "read-data", i, n);
+	}
+	free(order);
+	return 0;
+}
+
+/* ---- snapshots ---- */
+
+static size_t path_push(struct cctx *c, const char *name)
+{
+	size_t old = c->pathlen, n = strlen(name);
+	if (old + n + 2 >= sizeof c->path)
+		return old;
+	if (old)
+		c->path[c->pathlen++] = '/';
+	memcpy(c->path + c->pathlen, name, n + 1);
+	c->pathlen += n;
+	return old;
+}
+
+static void path_pop(struct cctx *c, size_t old)
+{
+	c->pathlen = old;
+	c->path[old] = 0;
+}
+
+static const char *shown_path(const struct cctx *c)
+{
+	return c->pathlen ? c->path : "/";
+}
+
+/* Walk tree id; returns true when everything below is intact. */
+static bool walk_tree(struct cctx *c, const uint8_t id[FV_ID_LEN], int depth)
+{
+	char hex[2 * FV_ID_LEN + 1];
+	struct fv_err le = {0};
+	struct fv_tree t = {0};
+	bool ok = true;
+
+	if (idset_has(&c->clean, id))
+		return true;
+	fv_hex(id, FV_ID_LEN, hex);
+	if (depth > 4096) {
+		report(c, true, "snapshot %s: %s: directories nested too deep", c->snapdesc, shown_path(c));
+		return false;
+	}
+	if (!fv_repo_has(c->r, id)) {
+		report(c, true, "snapshot %s: %s: directory listing (tree %.16s) is missing; everything below "
+				"is lost",
+		       c->snapdesc, shown_path(c), hex);
+		return false;
+	}
+	if (idset_has(&c->damaged, id) || fv_repo_tree(c->r, id, &t, &le) < 0) {
+		report(c, true, "snapshot %s: %s: directory listing (tree %.16s) is damaged; everything below is "
+				"lost",
+		       c->snapdesc, shown_path(c), hex);
+		idset_add(&c->damaged, id);
+		fv_tree_free(&t);
+		return false;
+	}
+	c->res->trees++;
+	for (uint32_t i = 0; i < t.n; i++) {
+		const struct fv_node *nd = &t.nodes[i];
+		size_t old = path_push(c, nd->name);
+		if (nd->type == FV_FT_DIR) {
+			ok &= walk_tree(c, nd->subtree, depth + 1);
+		} else if (nd->type == FV_FT_REG) {
+			uint64_t bad = 0;
+			for (uint32_t k = 0; k < nd->nchunks; k++)
+				if (!fv_repo_has(c->r, nd->chunks[k].id) || idset_has(&c->damaged, nd->chunks[k].id))
+					bad++;
+			if (bad) {
+				report(c, true, "snapshot %s: %s: %llu of %u content chunks are damaged or missing",
+				       c->snapdesc, shown_path(c), (unsigned long long)bad, nd->nchunks);
+				ok = false;
+			}
+		}
+		path_pop(c, old);
+	}
+	fv_tree_free(&t);
+	if (ok)
+		idset_add(&c->clean, id);
+	return ok;
+}
+
+static int check_snapshots(struct cctx *c)
+{
+	char **names = NULL;
+	size_t n = 0;
+	struct fv_err le = {0};
+	int rc = fv_repo_list(c->r, "snapshots", &names, &n, c->e);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *pt = NULL, id[FV_ID_LEN];
+		size_t len;
+		struct fv_snapshot s = {0};
+		rc = fv_repo_obj_read(c->r, "snapshots", names[i], SNAPSHOT_MAGIC, FV_OBJ_SNAPSHOT, &pt, &len, id,
+				      &le);
+		if (rc == 0) {
+			rc = fv_snapshot_decode(pt, len, &s);
+			free(pt);
+			if (rc < 0)
+				snprintf(le.msg, sizeof le.msg, "snapshots/%s is malformed", names[i]);
+		}
+		if (rc == -ENOMEM) {
+			fv_snapshot_free(&s);
+			break;
+		}
+		if (rc < 0) {
+			report(c, true, "%s: this snapshot is lost", le.msg);
+			fv_snapshot_free(&s);
+			rc = 0;
+			continue;
+		}
+		c->res->snapshots++;
+		time_t t = (time_t)(s.time_ns / 1000000000);
+		struct tm tm;
+		char when[32];
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+		snprintf(c->snapdesc, sizeof c->snapdesc, "%.8s (%s)", names[i], when);
+		c->pathlen = 0;
+		c->path[0] = 0;
+		walk_tree(c, s.root, 0);
+		fv_snapshot_free(&s);
+		progress(c, "snapshots", i + 1, n);
+	}
+	fv_repo_names_free(names, n);
+	if (rc == -ENOMEM)
+		return fv_err_set(c->e, rc, "out of memory");
+	return 0;
+}
+
+int fv_check_run(struct fv_repo *r, const struct fv_check_opts *o, struct fv_check_result *res,
+		 struct fv_err *e)
+{
+	struct cctx c = {.r = r, .o = o, .res = res, .e = e};
+	int rc;
+	memset(res, 0, sizeof *res);
+	rc = check_index_files(&c);
+	if (rc == 0)
+		rc = check_packs(&c);
+	if (rc == 0 && o->read_data)
+		rc = read_all_data(&c);
+	if (rc == 0)
+		rc = check_snapshots(&c);
+	if (!o->read_data)
+		res->blobs = r->idx.n;
+	idset_free(&c.damaged);
+	idset_free(&c.clean);
+	fv_buf_free(&c.blob);
+	if (rc < 0)
+		return rc;
+	if (res->errors)
+		return fv_err_set(e, -EUCLEAN, "repository %s: %llu problems found", fv_repo_path(r),
+				  (unsigned long long)res->errors);
+	return 0;
+}

@@ -1,0 +1,177 @@
+/* chunker: FastCDC content-defined chunking with a keyed gear table.
+ *
+ * The text between the rules below is the normative definition of chunk
+ * boundaries (docs/repository-format.md, "Chunking"). Changing anything in
+ * it changes every chunk id of every repository; test_chunker's known-answer
+ * case pins it.
+ *
+ * ------------------------------------------------------------------------
+ * Parameters. min, avg, max (bytes; repository config) with
+ * 64 <= min < avg < max <= 64 MiB and avg a power of two. bits = log2(avg),
+ * so 7 <= bits <= 25.
+ *
+ * Gear table. G = the first 2048 bytes of the libsodium keystream
+ * crypto_stream_xchacha20(G, 2048, nonce, key) with nonce = 24 zero bytes and
+ * key = the 32-byte gear seed (the repository's gear subkey). That is the
+ * XChaCha20 keystream (HChaCha20 subkey, then 20-round ChaCha20 with a 64-bit
+ * block counter starting at 0). gear[j] = G[8j .. 8j+8) read as a
+ * little-endian uint64, j = 0..255.
+ *
+ * Hash. All arithmetic is modulo 2^64. For a chunk starting at byte d[0],
+ * the hash after byte d[i] is
+ *     H(i) = sum_{k=0..63} (gear[d[i-k]] << k)
+ * i.e. the gear hash h = (h << 1) + gear[d[i]] run over the 64 bytes
+ * d[i-63..i]. A byte's contribution is shifted out after 64 steps, so H(i)
+ * depends on exactly those 64 bytes and on nothing else: it is a pure
+ * function of the window, not of where hashing began. Hashing starts at
+ * d[min - 64] (>= 0 because min >= 64), so the first hash tested,
+ * H(min - 1), already covers a full window.
+ *
+ * Masks. Use the top bits of the hash:
+ *     mask_s = ~0 << (64 - (bits + 2))   (bits + 2 one-bits, the top ones)
+ *     mask_l = ~0 << (64 - (bits - 2))   (bits - 2 one-bits, the top ones)
+ *
+ * Cut rule. A chunk of length L (its last byte is d[L - 1]) ends at the
+ * smallest L with
+ *     min <= L <  avg  and  (H(L - 1) & mask_s) == 0, or
+ *     avg <= L <  max  and  (H(L - 1) & mask_l) == 0, or
+ *     L == max                                  (forced cut).
+ * If the input ends first (end of file) at n < max bytes with no such L
+ * <= n, the chunk is all n bytes; in particular a tail shorter than min is
+ * one chunk. The next chunk starts at d[L] with a fresh hash.
+ * The mask depends on L, never on how many bytes are available, so
+ * boundaries do not depend on how the input is buffered. (FastCDC's
+ * reference code shrinks the normal size to the input length; that would
+ * make a file's last boundary depend on its length and is not done here.)
+ * ------------------------------------------------------------------------
+ *
+ * Why the top bits: with h = (h << 1) + g, carries only move upwards, so
+ * bit j of H(i) depends on the last j + 1 bytes only. A mask on the low bits
+ * would decide cuts from a window of ~bits bytes (about 20), which repeats
+ * often in low-entropy data (text, sparse files) and clusters cut points;
+ * the top bits see the whole 64-byte window. FastCDC's spread-out masks get
+ * a window of about 48 bytes at the cost of a table of magic constants in
+ * the format; the top bits are simpler to state and see more bytes.
+ *
+ * Why hash from min - 64 rather than from min: it costs 64 bytes per chunk
+ * and makes every cut decision a function of a 64-byte window, the property
+ * the rest of the design assumes (an insertion moves boundaries only near
+ * it). Starting at min would make the first few tests depend on the chunk
+ * start.
+ *
+ * Speed: the bytes before min - 64 are never read, and the loop does one
+ * table load, a shift-add and a mask test per byte; the add is the only
+ * loop-carried dependency (one cycle on x86_64 and aarch64). The loop is
+ * unrolled by hand because gcc -O2 does not unroll.
+ */
+#include "chunker.h"
+
+#include <errno.h>
+#include <sodium.h>
+
+#include "../common/buf.h"
+
+/* Hashing starts this many bytes before min: the span a byte stays in H. */
+#define WINDOW 64
+#define MAX_LIMIT (64u * 1024 * 1024)
+
+int fv_chunker_params_check(const struct fv_chunker_params *p)
+{
+	if (p->min < WINDOW || p->min >= p->avg || p->avg >= p->max || p->max > MAX_LIMIT)
+		return -EINVAL;
+	if (p->avg & (p->avg - 1))
+		return -EINVAL;
+	return 0;
+}
+
+static unsigned log2_u32(uint32_t v)
+{
+	unsigned n = 0;
+	while (v >>= 1)
+		n++;
+	return n;
+}
+
+int fv_chunker_init(struct fv_chunker *c, const struct fv_chunker_params *p, const uint8_t seed[32])
+{
+	static const uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES]; /* all zero */
+	uint8_t ks[256 * 8];
+	unsigned bits;
+	int rc = fv_chunker_params_check(p);
+	if (rc < 0)
+		return rc;
+	/* libsodium's XChaCha20 cannot fail for this length; the check only
+	 * converts its convention should that ever change. */
+	if (crypto_stream_xchacha20(ks, sizeof ks, nonce, seed) != 0) {
+		rc = -EIO;
+		goto out;
+	}
+	for (int j = 0; j < 256; j++)
+		c->gear[j] = fv_get_le64(ks + 8 * j);
+	bits = log2_u32(p->avg);
+	c->p = *p;
+	c->mask_s = ~0ull << (64 - (bits + 2));
+	c->mask_l = ~0ull << (64 - (bits - 2));
+out:
+	/* The keystream is the gear table, which is as secret as the seed. */
+	sodium_memzero(ks, sizeof ks);
+	return rc;
+}
+
+/* Hash d[i] for i in [i, end), testing each hash against mask. Returns the
+ * chunk length i + 1 of the first match, or 0 (never a valid length here,
+ * since min >= 64) with *hp updated to continue from end. */
+static inline size_t scan(const uint64_t *gear, const uint8_t *d, size_t i, size_t end, uint64_t mask,
+			  uint64_t *hp)
+{
+	uint64_t h = *hp;
+
+#define STEP(k)                                          \
+	do {                                             \
+		h = (h << 1) + gear[d[i + (k)]];         \
+		if (__builtin_expect(!(h & mask), 0))    \
+			return i + (k) + 1;              \
+	} while (0)
+
+	for (; end - i >= 8; i += 8) {
+		STEP(0);
+		STEP(1);
+		STEP(2);
+		STEP(3);
+		STEP(4);
+		STEP(5);
+		STEP(6);
+		STEP(7);
+	}
+	for (; i < end; i++)
+		STEP(0);
+#undef STEP
+	*hp = h;
+	return 0;
+}
+
+size_t fv_chunker_next(const struct fv_chunker *c, const uint8_t *data, size_t len, bool eof)
+{
+	const size_t min = c->p.min, avg = c->p.avg, max = c->p.max;
+	if (len < min)
+		return eof ? len : 0;
+	size_t end = len < max ? len : max;
+	size_t mid = avg - 1 < end ? avg - 1 : end;
+	uint64_t h = 0;
+	size_t i, n;
+
+	/* Warm up on d[min - 64 .. min - 2]; H(min - 1) is the first tested. */
+	for (i = min - WINDOW; i < min - 1; i++)
+		h = (h << 1) + c->gear[data[i]];
+	/* Lengths min .. avg - 1 end at bytes min - 1 .. avg - 2. */
+	n = scan(c->gear, data, i, mid, c->mask_s, &h);
+	if (n)
+		return n;
+	/* Lengths avg .. max: a match at L == max and the forced cut agree. */
+	n = scan(c->gear, data, mid, end, c->mask_l, &h);
+	if (n)
+		return n;
+	if (end == max)
+		return max;
+	return eof ? len : 0;
+}

@@ -1,0 +1,862 @@
+/* restore: write a snapshot back under a target directory (contract in
+ * restore.h).
+ *
+ * The whole walk happens relative to directory fds that this code created or
+ * opened with O_NOFOLLOW, one per level of the current path; nothing is ever
+ * resolved through a path the repository chose except single validated
+ * names. Existing entries in the target are never written through: a file is
+ * always a new inode (O_CREAT|O_EXCL after unlinking what was there), so a
+ * symlink or a foreign hardlink left in the target cannot redirect data.
+ */
+#include "restore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/fsutil.h"
+
+/* Deeper trees come from a broken or hostile repository; each level costs an
+ * fd and a decoded tree, so this also bounds what one restore can hold. */
+#define RESTORE_MAX_DEPTH 4096
+/* At most ~5 progress calls per second. */
+#define PROGRESS_INTERVAL_NS 200000000LL
+
+#define XATTR_CAPS "security.capability"
+
+enum sel {
+	SEL_NONE,     /* not restored */
+	SEL_ANCESTOR, /* a directory on the way to an include: itself, not all below */
+	SEL_ALL,      /* at or below an include (or no includes): everything */
+};
+
+struct include {
+	char *path; /* normalised: no leading, trailing or doubled '/' */
+	size_t len;
+	bool matched;
+};
+
+struct hlink_slot {
+	uint64_t key; /* 0 = empty (hlink 0 means "no group") */
+	char *path;   /* relative to the target of the first member restored */
+};
+
+struct restore {
+	struct fv_repo *r;
+	const struct fv_restore_opts *o;
+	struct fv_restore_stats *st;
+	struct fv_err *e; /* the caller's: fatal errors only */
+	struct fv_err tmp; /* messages of engine calls that become warnings */
+	char wmsg[1280];
+	char procpath[64 + FV_NAME_MAX];
+	int rootfd;     /* the target; -1 in dry-run */
+	bool counting;  /* the totals pass for progress: no output at all */
+	bool nested;    /* an include lies below another include */
+	unsigned depth;
+
+	char *path; /* relative path of the current entry, NUL-terminated */
+	size_t plen, pcap;
+
+	struct fv_buf chunk; /* one buffer for every chunk read and re-read */
+
+	struct include *inc;
+	size_t ninc;
+
+	struct hlink_slot *hl;
+	size_t hlcap, hln;
+
+	struct fv_restore_progress prog;
+	int64_t last_prog_ns;
+	uint64_t damaged; /* entries hit by damaged or missing blobs */
+};
+
+/* A failure that makes continuing pointless: every later write would fail
+ * the same way. */
+static bool write_fatal(int rc)
+{
+	return rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS || rc == -ENOMEM;
+}
+
+static bool repo_damage(int rc)
+{
+	return rc == -EUCLEAN || rc == -EBADMSG || rc == -ENOENT;
+}
+
+static void warn(struct restore *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void warn(struct restore *c, int code, const char *fmt, ...)
+{
+	if (c->counting || !c->o->warn)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->wmsg, sizeof c->wmsg, fmt, ap);
+	va_end(ap);
+	c->o->warn(c->o->ud, c->path, code, c->wmsg);
+}
+
+/* An entry failed (and was warned about); damage: because of the repository. */
+static void fail(struct restore *c, bool damage)
+{
+	if (c->counting)
+		return;
+	c->st->errors++;
+	c->damaged += damage;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void progress(struct restore *c, bool force)
+{
+	if (!c->o->progress || c->counting)
+		return;
+	int64_t now = now_ns();
+	if (!force && now - c->last_prog_ns < PROGRESS_INTERVAL_NS)
+		return;
+	c->last_prog_ns = now;
+	c->prog.path = c->path;
+	c->o->progress(c->o->ud, &c->prog);
+}
+
+static struct timespec ns_to_ts(int64_t ns)
+{
+	struct timespec ts = {.tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL};
+	if (ts.tv_nsec < 0) { /* times before 1970 round towards -inf */
+		ts.tv_nsec += 1000000000L;
+		ts.tv_sec--;
+	}
+	return ts;
+}
+
+static uint64_t data_bytes(const struct fv_node *n)
+{
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < n->nchunks; i++)
+		sum += n->chunks[i].len;
+	return sum;
+}
+
+/* ---- the relative path ---- */
+
+static int path_push(struct restore *c, const char *name, size_t len)
+{
+	size_t need = c->plen + 1 + len + 1;
+	if (need > c->pcap) {
+		size_t cap = c->pcap ? c->pcap : 256;
+		while (cap < need)
+			cap *= 2;
+		char *p = realloc(c->path, cap);
+		if (!p)
+			return fv_err_set(c->e, -ENOMEM, "restore: out of memory for a path");
+		c->path = p;
+		c->pcap = cap;
+	}
+	if (c->plen)
+		c->path[c->plen++] = '/';
+	memcpy(c->path + c->plen, name, len);
+	c->plen += len;
+	c->path[c->plen] = 0;
+	return 0;
+}
+
+static void path_pop(struct restore *c, size_t len)
+{
+	c->plen = len;
+	c->path[len] = 0;
+}
+
+/* ---- includes ---- */
+
+/* Normalise the includes; *all is set when one of them is the root. */
+static int includes_init(struct restore *c, bool *all)
+{
+	const struct fv_restore_opts *o = c->o;
+	*all = o->nincludes == 0;
+	if (!o->nincludes)
+		return 0;
+	c->inc = calloc(o->nincludes, sizeof *c->inc);
+	if (!c->inc)
+		return fv_err_set(c->e, -ENOMEM, "restore: out of memory for includes");
+	c->ninc = o->nincludes;
+	for (size_t i = 0; i < o->nincludes; i++) {
+		const char *s = o->includes[i];
+		if (!s)
+			return fv_err_set(c->e, -EINVAL, "restore: include %zu is NULL", i);
+		char *d = malloc(strlen(s) + 1);
+		if (!d)
+			return fv_err_set(c->e, -ENOMEM, "restore: out of memory for includes");
+		size_t n = 0;
+		for (; *s; s++) {
+			if (*s == '/' && (n == 0 || d[n - 1] == '/'))
+				continue;
+			d[n++] = *s;
+		}
+		if (n && d[n - 1] == '/')
+			n--;
+		d[n] = 0;
+		c->inc[i].path = d;
+		c->inc[i].len = n;
+		if (!n) { /* "/" names the whole snapshot */
+			c->inc[i].matched = true;
+			*all = true;
+		}
+	}
+	/* With one include inside another, entries below the outer one must
+	 * still be compared, or the inner one would look unmatched. */
+	for (size_t i = 0; i < c->ninc; i++)
+		for (size_t j = 0; j < c->ninc; j++) {
+			const struct include *a = &c->inc[i], *b = &c->inc[j];
+			if (i != j && b->len > a->len && (a->len == 0 || b->path[a->len] == '/') &&
+			    memcmp(a->path, b->path, a->len) == 0)
+				c->nested = true;
+		}
+	return 0;
+}
+
+static void includes_free(struct restore *c)
+{
+	for (size_t i = 0; i < c->ninc; i++)
+		free(c->inc[i].path);
+	free(c->inc);
+}
+
+/* Selection of the current path; all: the parent is at or below an include. */
+static enum sel select_path(struct restore *c, bool is_dir, bool all)
+{
+	if (all && !c->nested)
+		return SEL_ALL;
+	enum sel best = all ? SEL_ALL : SEL_NONE;
+	size_t pl = c->plen;
+	for (size_t i = 0; i < c->ninc; i++) {
+		struct include *in = &c->inc[i];
+		if (in->len == pl) {
+			if (memcmp(in->path, c->path, pl) == 0) {
+				in->matched = true;
+				best = SEL_ALL;
+			}
+		} else if (in->len < pl) {
+			if (c->path[in->len] == '/' && memcmp(in->path, c->path, in->len) == 0)
+				best = SEL_ALL;
+		} else if (is_dir && best == SEL_NONE && in->path[pl] == '/' &&
+			   memcmp(in->path, c->path, pl) == 0) {
+			best = SEL_ANCESTOR;
+		}
+	}
+	return best;
+}
+
+/* ---- hardlink groups: hlink -> path of the first member restored ---- */
+
+static size_t hl_hash(uint64_t key)
+{
+	return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 17);
+}
+
+static const char *hl_find(const struct restore *c, uint64_t key)
+{
+	if (!c->hlcap)
+		return NULL;
+	for (size_t h = hl_hash(key) & (c->hlcap - 1);; h = (h + 1) & (c->hlcap - 1)) {
+		if (c->hl[h].key == key)
+			return c->hl[h].path;
+		if (!c->hl[h].key)
+			return NULL;
+	}
+}
+
+static int hl_add(struct restore *c, uint64_t key, const char *path)
+{
+	if ((c->hln + 1) * 2 > c->hlcap) {
+		size_t cap = c->hlcap ? c->hlcap * 2 : 64;
+		struct hlink_slot *s = calloc(cap, sizeof *s);
+		if (!s)
+			return fv_err_set(c->e, -ENOMEM, "restore: out of memory for hardlinks");
+		for (size_t i = 0; i < c->hlcap; i++) {
+			if (!c->hl[i].key)
+				continue;
+			size_t h = hl_hash(c->hl[i].key) & (cap - 1);
+			while (s[h].key)
+				h = (h + 1) & (cap - 1);
+			s[h] = c->hl[i];
+		}
+		free(c->hl);
+		c->hl = s;
+		c->hlcap = cap;
+	}
+	char *p = strdup(path);
+	if (!p)
+		return fv_err_set(c->e, -ENOMEM, "restore: out of memory for hardlinks");
+	size_t h = hl_hash(key) & (c->hlcap - 1);
+	while (c->hl[h].key)
+		h = (h + 1) & (c->hlcap - 1);
+	c->hl[h].key = key;
+	c->hl[h].path = p;
+	c->hln++;
+	return 0;
+}
+
+static void hl_free(struct restore *c)
+{
+	for (size_t i = 0; i < c->hlcap; i++)
+		free(c->hl[i].path);
+	free(c->hl);
+}
+
+/* ---- metadata ---- */
+
+/* Path of dirfd/name that does not follow name itself when passed to an
+ * l*() call: /proc resolves the directory fd, the last component is ours. */
+static const char *proc_path(struct restore *c, int dirfd, const char *name)
+{
+	snprintf(c->procpath, sizeof c->procpath, "/proc/self/fd/%d/%s", dirfd, name);
+	return c->procpath;
+}
+
+static int set_xattr(struct restore *c, int fd, int dirfd, const struct fv_node *n,
+		     const struct fv_xattr *x)
+{
+	int rc = fd >= 0 ? fsetxattr(fd, x->name, x->value, x->value_len, 0)
+			 : lsetxattr(proc_path(c, dirfd, n->name), x->name, x->value, x->value_len, 0);
+	if (rc < 0) {
+		rc = -errno;
+		warn(c, rc, "cannot set extended attribute %s: %s", x->name, strerror(-rc));
+	}
+	return rc;
+}
+
+/* Apply n's metadata: through fd when >= 0 (files, directories), else
+ * through dirfd/name without following it. Returns false when any part
+ * failed (each failure was warned). */
+static bool set_meta(struct restore *c, int fd, int dirfd, const struct fv_node *n)
+{
+	bool ok = true;
+	const struct fv_xattr *caps = NULL;
+
+	for (uint32_t i = 0; i < n->nxattrs; i++) {
+		/* chown drops security.capability (the kernel's killpriv), so
+		 * file capabilities are set after the owner. */
+		if (c->o->owner && strcmp(n->xattrs[i].name, XATTR_CAPS) == 0) {
+			caps = &n->xattrs[i];
+			continue;
+		}
+		ok &= set_xattr(c, fd, dirfd, n, &n->xattrs[i]) == 0;
+	}
+	if (c->o->owner) {
+		int rc = fd >= 0 ? fchown(fd, n->uid, n->gid)
+				 : fchownat(dirfd, n->name, n->uid, n->gid, AT_SYMLINK_NOFOLLOW);
+		if (rc < 0) {
+			rc = -errno;
+			warn(c, rc, "cannot set owner %" PRIu32 ":%" PRIu32 ": %s", n->uid, n->gid,
+			     strerror(-rc));
+			ok = false;
+		}
+	}
+	if (caps)
+		ok &= set_xattr(c, fd, dirfd, n, caps) == 0;
+	if (n->type != FV_FT_LNK) { /* Linux has no symlink modes */
+		int rc = fd >= 0 ? fchmod(fd, n->mode & 07777)
+				 : fchmodat(dirfd, n->name, n->mode & 07777, AT_SYMLINK_NOFOLLOW);
+		if (rc < 0) {
+			rc = -errno;
+			warn(c, rc, "cannot set mode %04" PRIo32 ": %s", n->mode & 07777, strerror(-rc));
+			ok = false;
+		}
+	}
+	struct timespec mt = ns_to_ts(n->mtime_ns);
+	struct timespec ts[2] = {mt, mt}; /* atime := mtime */
+	int rc = fd >= 0 ? futimens(fd, ts) : utimensat(dirfd, n->name, ts, AT_SYMLINK_NOFOLLOW);
+	if (rc < 0) {
+		rc = -errno;
+		warn(c, rc, "cannot set modification time: %s", strerror(-rc));
+		ok = false;
+	}
+	return ok;
+}
+
+/* ---- creating entries ---- */
+
+/* Create dirfd/name as n (or as a hardlink to link_from) and, when something
+ * that is not a directory is in the way, remove it and try once more. Never
+ * follows what was there. Returns 0 or -errno. */
+static int make_node(struct restore *c, int dirfd, const struct fv_node *n, const char *link_from)
+{
+	for (int tries = 0;; tries++) {
+		int rc;
+		if (link_from)
+			rc = linkat(c->rootfd, link_from, dirfd, n->name, 0);
+		else if (n->type == FV_FT_LNK)
+			rc = symlinkat(n->target, dirfd, n->name);
+		else if (n->type == FV_FT_FIFO)
+			rc = mkfifoat(dirfd, n->name, 0600);
+		else
+			rc = mknodat(dirfd, n->name, (n->type == FV_FT_CHR ? S_IFCHR : S_IFBLK) | 0600,
+				     (dev_t)n->rdev);
+		if (rc == 0)
+			return 0;
+		if (errno != EEXIST || tries)
+			return -errno;
+		/* unlinkat refuses directories (EISDIR), which we never replace. */
+		if (unlinkat(dirfd, n->name, 0) < 0)
+			return errno == EISDIR ? -EEXIST : -errno;
+	}
+}
+
+static int create_file(int dirfd, const char *name, int access)
+{
+	for (int tries = 0;; tries++) {
+		int fd = openat(dirfd, name, access | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			return fd;
+		if (errno != EEXIST || tries)
+			return -errno;
+		if (unlinkat(dirfd, name, 0) < 0)
+			return errno == EISDIR ? -EEXIST : -errno;
+	}
+}
+
+/* Open dirfd/name as a directory we may fill, creating it (mode 0700 until
+ * its metadata is set) or replacing a non-directory in the way. */
+static int open_dir(int dirfd, const char *name)
+{
+	if (mkdirat(dirfd, name, 0700) < 0) {
+		if (errno != EEXIST)
+			return -errno;
+		struct stat sb;
+		if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+		if (!S_ISDIR(sb.st_mode)) {
+			/* A symlink here must not be followed: replace it. */
+			if (unlinkat(dirfd, name, 0) < 0 || mkdirat(dirfd, name, 0700) < 0)
+				return -errno;
+		}
+	}
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == EACCES) {
+		/* A directory left by an earlier restore with mode 0000 (we are
+		 * not root): open the inode itself and make it ours to fill. */
+		int pfd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (pfd >= 0) {
+			char p[64];
+			snprintf(p, sizeof p, "/proc/self/fd/%d", pfd);
+			if (chmod(p, 0700) == 0)
+				fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			close(pfd);
+		}
+		if (fd < 0)
+			errno = EACCES;
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+/* ---- regular files ---- */
+
+/* Write n's chunks into fd. *bad is set when a chunk could not be written
+ * (warned); the return is negative only for a fatal error. */
+static int write_chunks(struct restore *c, int fd, const struct fv_node *n, bool *bad)
+{
+	bool damage = false;
+	int rc = 0;
+
+	for (uint32_t i = 0; i < n->nchunks && rc == 0; i++) {
+		const struct fv_chunkref *ref = &n->chunks[i];
+		if (ref->off > (uint64_t)INT64_MAX - ref->len || ref->off + ref->len > n->size) {
+			warn(c, -EUCLEAN, "chunk %" PRIu32 " at offset %" PRIu64 " lies beyond the size %" PRIu64
+			     " (damaged tree); left as a hole", i, ref->off, n->size);
+			damage = *bad = true;
+			continue;
+		}
+		rc = fv_repo_get(c->r, FV_OBJ_DATA, ref->id, &c->chunk, &c->tmp);
+		if (rc == 0 && c->chunk.len != ref->len) {
+			rc = fv_err_set(&c->tmp, -EUCLEAN, "data blob has %zu bytes, the tree says %" PRIu32,
+					c->chunk.len, ref->len);
+		}
+		if (rc == -ENOMEM) {
+			fv_err_set(c->e, rc, "%s: %s", c->path, c->tmp.msg);
+			break;
+		}
+		if (rc < 0) {
+			/* The rest of the file is still worth having: the bad
+			 * range stays a hole and the return says EUCLEAN. */
+			warn(c, rc, "chunk at offset %" PRIu64 " (%" PRIu32 " bytes) not restored: %s",
+			     ref->off, ref->len, c->tmp.msg);
+			damage |= repo_damage(rc);
+			*bad = true;
+			rc = 0;
+			continue;
+		}
+		rc = fv_pwrite_full(fd, c->chunk.data, ref->len, (off_t)ref->off);
+		if (rc < 0) {
+			if (write_fatal(rc)) {
+				fv_err_sys(c->e, rc, "cannot write %s/%s", c->o->target, c->path);
+				break;
+			}
+			warn(c, rc, "cannot write at offset %" PRIu64 ": %s", ref->off, strerror(-rc));
+			*bad = true;
+			rc = 0;
+			break;
+		}
+		c->st->bytes += ref->len;
+		c->prog.bytes += ref->len;
+		progress(c, false);
+	}
+	c->damaged += damage;
+	return rc;
+}
+
+/* Re-read what was written and compare it with the chunk ids. Returns true
+ * when it matches; negative rc in *fatal only for out of memory. */
+static bool verify_chunks(struct restore *c, int fd, const struct fv_node *n, int *fatal)
+{
+	for (uint32_t i = 0; i < n->nchunks; i++) {
+		const struct fv_chunkref *ref = &n->chunks[i];
+		uint8_t id[FV_ID_LEN];
+		c->chunk.len = 0;
+		if (fv_buf_reserve(&c->chunk, ref->len) < 0) {
+			*fatal = fv_err_set(c->e, -ENOMEM, "restore: out of memory verifying %s", c->path);
+			return false;
+		}
+		int rc = fv_pread_full(fd, c->chunk.data, ref->len, (off_t)ref->off);
+		if (rc < 0) {
+			warn(c, rc, "verify: cannot re-read offset %" PRIu64 ": %s", ref->off,
+			     strerror(-rc));
+			return false;
+		}
+		fv_repo_id(c->r, c->chunk.data, ref->len, id);
+		if (memcmp(id, ref->id, FV_ID_LEN) != 0) {
+			warn(c, -EUCLEAN, "verify: content at offset %" PRIu64 " (%" PRIu32
+			     " bytes) differs from the repository", ref->off, ref->len);
+			return false;
+		}
+	}
+	return true;
+}
+
+static int restore_file(struct restore *c, int dirfd, const struct fv_node *n)
+{
+	uint64_t total = data_bytes(n);
+	const char *first = n->hlink ? hl_find(c, n->hlink) : NULL;
+	bool bad = false;
+	int rc = 0, fd = -1;
+
+	if (c->o->dry_run)
+		goto done;
+	if (first) {
+		rc = make_node(c, dirfd, n, first);
+		if (rc == 0) /* one inode: content and metadata are already there */
+			goto done;
+		warn(c, rc, "cannot hardlink to %s (%s); writing a separate copy", first,
+		     strerror(-rc));
+		rc = 0;
+	}
+	if (n->size > (uint64_t)INT64_MAX) {
+		warn(c, -EUCLEAN, "size %" PRIu64 " is impossible (damaged tree); not restored", n->size);
+		fail(c, true);
+		return 0;
+	}
+	fd = create_file(dirfd, n->name, c->o->verify ? O_RDWR : O_WRONLY);
+	if (fd < 0) {
+		if (write_fatal(fd))
+			return fv_err_sys(c->e, fd, "cannot create %s/%s", c->o->target, c->path);
+		warn(c, fd, "cannot create file: %s", strerror(-fd));
+		c->st->errors++;
+		return 0;
+	}
+	uint64_t before = c->prog.bytes;
+	rc = write_chunks(c, fd, n, &bad);
+	if (rc < 0)
+		goto out;
+	c->prog.bytes = before; /* counted once more below, whole */
+	/* Holes between and after chunks come from the size alone. */
+	if (ftruncate(fd, (off_t)n->size) < 0) {
+		rc = -errno;
+		if (write_fatal(rc)) {
+			fv_err_sys(c->e, rc, "cannot set the size of %s/%s", c->o->target, c->path);
+			goto out;
+		}
+		warn(c, rc, "cannot set size %" PRIu64 ": %s", n->size, strerror(-rc));
+		rc = 0;
+		bad = true;
+	}
+	if (c->o->verify && !bad && !verify_chunks(c, fd, n, &rc)) {
+		if (rc < 0)
+			goto out;
+		c->st->verify_failures++;
+	}
+	if (!set_meta(c, fd, -1, n))
+		bad = true;
+	if (close(fd) < 0) {
+		rc = -errno;
+		warn(c, rc, "error closing the file: %s", strerror(-rc));
+		rc = 0;
+		bad = true;
+	}
+	fd = -1;
+	if (bad)
+		c->st->errors++;
+	if (n->hlink && !first) {
+		rc = hl_add(c, n->hlink, c->path);
+		if (rc < 0)
+			goto out;
+	}
+done:
+	c->st->files++;
+	c->prog.files++;
+	c->prog.bytes += total;
+	progress(c, false);
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* ---- symlinks, fifos, devices, sockets ---- */
+
+static int restore_other(struct restore *c, int dirfd, const struct fv_node *n)
+{
+	int rc;
+	c->st->others++;
+	if (c->o->dry_run || n->type == FV_FT_SOCK) /* sockets belong to their server, like tar */
+		return 0;
+	if (n->type == FV_FT_LNK && (!n->target || !*n->target)) {
+		warn(c, -EUCLEAN, "symlink without a target (damaged tree); not restored");
+		fail(c, true);
+		return 0;
+	}
+	rc = make_node(c, dirfd, n, NULL);
+	if (rc < 0) {
+		if (write_fatal(rc))
+			return fv_err_sys(c->e, rc, "cannot create %s/%s", c->o->target, c->path);
+		if ((n->type == FV_FT_CHR || n->type == FV_FT_BLK) && rc == -EPERM)
+			warn(c, rc, "device not restored: creating devices needs root");
+		else
+			warn(c, rc, "cannot create: %s", strerror(-rc));
+		c->st->errors++;
+		return 0;
+	}
+	if (!set_meta(c, -1, dirfd, n))
+		c->st->errors++;
+	return 0;
+}
+
+/* ---- the walk ---- */
+
+static int walk_tree(struct restore *c, int dirfd, const uint8_t id[FV_ID_LEN], bool all);
+
+static int restore_dir(struct restore *c, int dirfd, const struct fv_node *n, bool all)
+{
+	int subfd = -1, rc;
+	bool write = !c->o->dry_run && !c->counting;
+
+	if (c->depth >= RESTORE_MAX_DEPTH) {
+		warn(c, -ELOOP, "directories nested deeper than %d levels (damaged tree?); not restored",
+		     RESTORE_MAX_DEPTH);
+		fail(c, false);
+		return 0;
+	}
+	if (write) {
+		subfd = open_dir(dirfd, n->name);
+		if (subfd < 0) {
+			if (write_fatal(subfd))
+				return fv_err_sys(c->e, subfd, "cannot create %s/%s", c->o->target,
+						  c->path);
+			warn(c, subfd, "cannot create directory: %s; skipping what is below",
+			     strerror(-subfd));
+			c->st->errors++;
+			return 0;
+		}
+	}
+	if (!c->counting)
+		c->st->dirs++;
+	c->depth++;
+	rc = walk_tree(c, subfd, n->subtree, all);
+	c->depth--;
+	/* After the entries: a 0000 directory could be filled, and creating
+	 * them does not disturb the mtime. */
+	if (rc == 0 && subfd >= 0 && !set_meta(c, subfd, -1, n))
+		c->st->errors++;
+	if (subfd >= 0)
+		close(subfd);
+	return rc;
+}
+
+static int walk_node(struct restore *c, int dirfd, const struct fv_node *n, bool all)
+{
+	size_t saved = c->plen;
+	size_t len = n->name ? strnlen(n->name, FV_NAME_MAX + 1) : 0;
+	int rc;
+
+	/* fv_tree_decode checks names already; a name is what keeps us inside
+	 * the target, so it is checked again where it is used. */
+	if (!fv_tree_name_valid(n->name ? n->name : "", len)) {
+		warn(c, -EUCLEAN, "an entry with an invalid name (damaged or hostile tree); skipped");
+		fail(c, true);
+		return 0;
+	}
+	rc = path_push(c, n->name, len);
+	if (rc < 0)
+		return rc;
+	enum sel sel = select_path(c, n->type == FV_FT_DIR, all);
+	if (sel == SEL_NONE)
+		goto out;
+	if (c->counting) {
+		if (n->type == FV_FT_REG) {
+			c->prog.total_files++;
+			c->prog.total_bytes += data_bytes(n);
+		} else if (n->type == FV_FT_DIR) {
+			rc = restore_dir(c, -1, n, sel == SEL_ALL);
+		}
+		goto out;
+	}
+	if (c->o->item)
+		c->o->item(c->o->ud, c->path, n);
+	switch (n->type) {
+	case FV_FT_DIR:
+		rc = restore_dir(c, dirfd, n, sel == SEL_ALL);
+		break;
+	case FV_FT_REG:
+		rc = restore_file(c, dirfd, n);
+		break;
+	case FV_FT_LNK:
+	case FV_FT_FIFO:
+	case FV_FT_CHR:
+	case FV_FT_BLK:
+	case FV_FT_SOCK:
+		rc = restore_other(c, dirfd, n);
+		break;
+	default:
+		warn(c, -EUCLEAN, "unknown entry type %u (damaged tree); skipped", n->type);
+		fail(c, true);
+		break;
+	}
+out:
+	path_pop(c, saved);
+	return rc;
+}
+
+/* Restore the entries of tree id into dirfd (-1 when not writing). A tree
+ * that cannot be read is a warning below the root and fatal at the root. */
+static int walk_tree(struct restore *c, int dirfd, const uint8_t id[FV_ID_LEN], bool all)
+{
+	struct fv_tree t = {0};
+	int rc = fv_repo_tree(c->r, id, &t, &c->tmp);
+	if (rc < 0) {
+		fv_tree_free(&t);
+		if (rc == -ENOMEM)
+			return fv_err_set(c->e, rc, "%s: %s", c->plen ? c->path : "/", c->tmp.msg);
+		if (repo_damage(rc))
+			rc = -EUCLEAN;
+		if (c->counting)
+			return 0; /* the real pass reports it */
+		if (!c->plen)
+			return fv_err_set(c->e, rc, "the root tree of the snapshot cannot be read: %s; run "
+					  "`fabvault check`", c->tmp.msg);
+		warn(c, rc, "directory listing cannot be read: %s; its entries are not restored",
+		     c->tmp.msg);
+		fail(c, rc == -EUCLEAN);
+		return 0;
+	}
+	for (uint32_t i = 0; i < t.n && rc == 0; i++)
+		rc = walk_node(c, dirfd, &t.nodes[i], all);
+	fv_tree_free(&t);
+	return rc;
+}
+
+/* The overall result once the walk finished: damage first (the data is not
+ * what was saved), then entries that failed, then unmatched includes. */
+static int finish(struct restore *c)
+{
+	struct fv_restore_stats *st = c->st;
+	size_t unmatched = 0;
+	const char *first = NULL;
+	for (size_t i = 0; i < c->ninc; i++) {
+		if (c->inc[i].matched)
+			st->matched++;
+		else if (!unmatched++)
+			first = c->o->includes[i];
+	}
+	if (c->damaged)
+		return fv_err_set(c->e, -EUCLEAN,
+				  "%" PRIu64 " entries are damaged in the repository (see warnings above); "
+				  "run `fabvault check`", c->damaged);
+	if (st->verify_failures)
+		return fv_err_set(c->e, -EUCLEAN,
+				  "%" PRIu64 " files did not verify after writing (see warnings above); "
+				  "check the target's disk", st->verify_failures);
+	if (st->errors)
+		return fv_err_set(c->e, -EIO, "%" PRIu64 " entries could not be restored (see warnings "
+				  "above)", st->errors);
+	if (unmatched)
+		return fv_err_set(c->e, -ENOENT, "%s is not in the snapshot%s", first,
+				  unmatched > 1 ? " (nor are other includes)" : "");
+	return 0;
+}
+
+int fv_restore_run(struct fv_repo *r, const struct fv_snapshot *s, const struct fv_restore_opts *o,
+		   struct fv_restore_stats *st, struct fv_err *e)
+{
+	struct fv_restore_stats local;
+	struct restore c = {.r = r, .o = o, .st = st ? st : &local, .e = e, .rootfd = -1};
+	bool all;
+	int rc;
+
+	memset(c.st, 0, sizeof *c.st);
+	fv_err_clear(e);
+	if (!o->target || !*o->target)
+		return fv_err_set(e, -EINVAL, "restore: no target directory given");
+	rc = includes_init(&c, &all);
+	if (rc < 0)
+		goto out;
+	if (!o->dry_run) {
+		rc = fv_mkdir_p(AT_FDCWD, o->target, 0777);
+		if (rc < 0) {
+			fv_err_sys(e, rc, "cannot create the target directory %s", o->target);
+			goto out;
+		}
+		/* The target itself is the caller's choice and may be a symlink;
+		 * below it, nothing is followed. */
+		c.rootfd = open(o->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (c.rootfd < 0) {
+			rc = fv_err_sys(e, -errno, "cannot open the target directory %s", o->target);
+			goto out;
+		}
+	}
+	rc = path_push(&c, "", 0); /* allocate the empty path */
+	if (rc < 0)
+		goto out;
+	if (o->progress) {
+		c.counting = true;
+		rc = walk_tree(&c, -1, s->root, all);
+		c.counting = false;
+		if (rc < 0)
+			goto out;
+		progress(&c, true);
+	}
+	rc = walk_tree(&c, c.rootfd, s->root, all);
+	if (rc < 0)
+		goto out;
+	path_pop(&c, 0);
+	progress(&c, true);
+	rc = finish(&c);
+out:
+	if (c.rootfd >= 0)
+		close(c.rootfd);
+	fv_buf_free(&c.chunk);
+	hl_free(&c);
+	includes_free(&c);
+	free(c.path);
+	return rc;
+}

@@ -1,0 +1,38 @@
+/* fsutil: I/O helpers that retry short reads/writes and EINTR, and the
+ * durable-write sequence the repository's crash safety rests on
+ * (docs/repository-format.md, "Crash safety"). Thread-safe (no shared state).
+ */
+#ifndef FV_FSUTIL_H
+#define FV_FSUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Write all n bytes at the current offset / at off. Returns 0 or -errno. */
+int fv_write_full(int fd, const void *p, size_t n);
+int fv_pwrite_full(int fd, const void *p, size_t n, off_t off);
+/* Read exactly n bytes at off. Returns 0, -errno, or -ENODATA at end of file. */
+int fv_pread_full(int fd, void *p, size_t n, off_t off);
+/* Read up to n bytes at off; *got is what was read (less only at EOF). */
+int fv_pread_some(int fd, void *p, size_t n, off_t off, size_t *got);
+
+/* Read the whole file at dirfd/path (at most max bytes, else -EFBIG) into a
+ * new allocation (*out, caller frees; *len its size). Returns 0 or -errno. */
+int fv_read_file(int dirfd, const char *path, size_t max, uint8_t **out, size_t *len);
+
+/* fsync the directory dirfd/path (path may be "."). Returns 0 or -errno. */
+int fv_fsync_dir(int dirfd, const char *path);
+
+/* Durably create dirfd/path with content p[0..n): write to a temporary name
+ * in tmpdir (relative to dirfd), fsync it, rename into place, fsync the
+ * destination directory. Never leaves a partial file under path. With
+ * no_replace, an existing path is kept and -EEXIST returned. */
+int fv_write_file_durable(int dirfd, const char *tmpdir, const char *path, const void *p, size_t n,
+			  int no_replace);
+
+/* mkdir dirfd/path with mode, parents included; existing directories are
+ * fine. Returns 0 or -errno. */
+int fv_mkdir_p(int dirfd, const char *path, mode_t mode);
+
+#endif
