@@ -220,69 +220,107 @@ FV_TEST(need_more_contract)
 	free(d);
 }
 
-/* Chunks as (start, length) in the coordinates of the edited input. */
-static size_t chunks_changed(const uint32_t *va, long na, const uint32_t *vb, long nb, size_t at, long delta,
-			     bool *tail_ok)
+/* Apply an edit to a[0..len): insert delta bytes (0xa5) at offset at, or
+ * delete -delta bytes there. Returns the new length. */
+static size_t edit(uint8_t *b, const uint8_t *a, size_t len, size_t at, long delta)
 {
-	size_t changed = 0;
-	long i = 0;
-	size_t oa = 0, ob = 0;
-	*tail_ok = true;
-	for (long j = 0; j < nb; ob += vb[j++]) {
-		/* the A chunk that would start at ob, if any (only after the edit) */
+	memcpy(b, a, at);
+	if (delta > 0) {
+		memset(b + at, 0xa5, (size_t)delta);
+		memcpy(b + at + delta, a + at, len - at);
+	} else {
+		memcpy(b + at, a + at - delta, len - at + (size_t)delta);
+	}
+	return len + (size_t)delta;
+}
+
+/* How many chunks of the edited input B are not chunks of A: a chunk that
+ * ends before the edit must be the same chunk of A, one that starts after it
+ * the same chunk of A shifted by delta. *run_ok says the changed chunks are
+ * one run and everything after it is unchanged (the chunkings resynchronise
+ * and stay so up to the end of the input). */
+static size_t chunks_changed(const uint32_t *va, long na, const uint32_t *vb, long nb, size_t at, long delta,
+			     bool *run_ok)
+{
+	size_t changed = 0, oa = 0, sb = 0;
+	long i = 0, first = -1, last = -1;
+	for (long j = 0; j < nb; sb += vb[j++]) {
+		size_t eb = sb + vb[j];
 		bool match = false;
-		if (ob >= at + (delta > 0 ? (size_t)delta : 0)) {
-			size_t want = ob - (size_t)delta;
+		if (eb <= at || sb >= at + (delta > 0 ? (size_t)delta : 0)) {
+			size_t want = eb <= at ? sb : sb - (size_t)delta;
 			while (i < na && oa < want)
 				oa += va[i++];
 			match = i < na && oa == want && va[i] == vb[j];
 		}
 		if (!match) {
 			changed++;
-			if (changed > 1 && j > 0 && changed != (size_t)j + 1)
-				*tail_ok = false; /* a change after an unchanged chunk */
+			if (first < 0)
+				first = j;
+			last = j;
 		}
 	}
+	*run_ok = changed == (size_t)(last - first + 1) && last < nb - 1;
 	return changed;
 }
 
 /* Inserting or deleting bytes near the start of a file must leave the chunks
- * after it alone, or deduplication of edited files fails. */
+ * after it alone, or deduplication of edited files fails. One or two chunks
+ * change in the common case. Because the cut mask depends on the length
+ * within the chunk (normalized chunking) and no cut is tested before min, a
+ * shifted boundary can take a few chunks to resynchronise: about 1 edit in
+ * 150 on random data changes 3 or 4 chunks. So fixed edits must change at
+ * most 2, random ones mostly at most 2 and never many. */
 FV_TEST(edit_is_local)
 {
 	uint8_t seed[32];
 	seed_fill(seed, 1);
 	struct fv_chunker c;
 	FV_REQUIRE(fv_chunker_init(&c, &small, seed) == 0);
-	const size_t len = 2 * MIB;
+	const size_t len = 512 * 1024;
 	uint8_t *a = gen_alloc(len, 5), *b = malloc(len + 64);
 	FV_REQUIRE(a && b);
 	uint32_t *va, *vb;
 	long na = chunk_all(&c, a, len, &va);
-	FV_REQUIRE(na > 2);
+	FV_REQUIRE(na > 8);
+	bool run_ok;
+
 	static const size_t at[] = {0, 1, 100, 2000, 5000, 9000};
 	static const long delta[] = {1, 3, 8, 64, -1, -7};
 	for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
 		for (size_t m = 0; m < sizeof delta / sizeof delta[0]; m++) {
-			size_t blen = len + (size_t)delta[m];
-			memcpy(b, a, at[k]);
-			if (delta[m] > 0) {
-				memset(b + at[k], 0xa5, (size_t)delta[m]);
-				memcpy(b + at[k] + delta[m], a + at[k], len - at[k]);
-			} else {
-				memcpy(b + at[k], a + at[k] - delta[m], len - at[k] + (size_t)delta[m]);
-			}
+			size_t blen = edit(b, a, len, at[k], delta[m]);
 			long nb = chunk_all(&c, b, blen, &vb);
 			FV_REQUIRE(nb > 0);
-			bool tail_ok;
-			size_t ch = chunks_changed(va, na, vb, nb, at[k], delta[m], &tail_ok);
-			if (ch > 2 || !tail_ok)
+			size_t ch = chunks_changed(va, na, vb, nb, at[k], delta[m], &run_ok);
+			if (ch < 1 || ch > 2 || !run_ok)
 				fprintf(stderr, "  edit at %zu by %ld: %zu chunks changed\n", at[k], delta[m], ch);
 			FV_CHECK(ch >= 1 && ch <= 2);
-			FV_CHECK(tail_ok);
+			FV_CHECK(run_ok);
 			free(vb);
 		}
 	}
+
+	uint64_t rng = 0xed17;
+	size_t nrand = 200, over2 = 0;
+	for (size_t k = 0; k < nrand; k++) {
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		size_t pos = rng % 32768;
+		long d = 1 + (long)(rng >> 32) % 16;
+		if (rng >> 63)
+			d = -d;
+		size_t blen = edit(b, a, len, pos, d);
+		long nb = chunk_all(&c, b, blen, &vb);
+		FV_REQUIRE(nb > 0);
+		size_t ch = chunks_changed(va, na, vb, nb, pos, d, &run_ok);
+		FV_CHECK(ch >= 1 && ch <= 5);
+		FV_CHECK(run_ok);
+		over2 += ch > 2;
+		free(vb);
+	}
+	FV_CHECK(over2 <= nrand / 25);
 	free(va);
 	free(a);
 	free(b);
