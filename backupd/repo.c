@@ -492,9 +492,7 @@ int fv_repo_open(const char *path, unsigned flags, const char *pass, size_t pass
 		goto fail;
 	}
 	if (flags & FV_OPEN_WRITE) {
-		bool stale;
-		struct fv_lock_owner so;
-		rc = fv_lock_acquire(r->fd, path, &stale, &so, e);
+		rc = fv_lock_acquire(r->fd, path, &r->took_stale, &r->stale_owner, e);
 		if (rc < 0)
 			goto fail;
 		r->locked = true;
@@ -568,6 +566,15 @@ void fv_repo_describe(const struct fv_repo *r, char id_hex[33], enum fv_enc *enc
 	*enc = r->cfg.enc;
 	*zlevel = r->cfg.compression ? r->cfg.zstd_level : 0;
 	*chunk = r->cfg.chunk;
+}
+
+bool fv_repo_took_stale_lock(const struct fv_repo *r, char host[256], long *pid)
+{
+	if (r->took_stale) {
+		snprintf(host, 256, "%s", r->stale_owner.host);
+		*pid = r->stale_owner.pid;
+	}
+	return r->took_stale;
 }
 
 void fv_repo_stats(const struct fv_repo *r, struct fv_repo_stats *st)

@@ -76,6 +76,9 @@ const char *fv_repo_path(const struct fv_repo *r);
 void fv_repo_describe(const struct fv_repo *r, char id_hex[33], enum fv_enc *enc, int *zlevel,
 		      struct fv_chunker_params *chunk);
 
+/* True when opening took over a stale lock; fills its owner's host and pid. */
+bool fv_repo_took_stale_lock(const struct fv_repo *r, char host[256], long *pid);
+
 /* Counters of what this handle added since open. */
 struct fv_repo_stats {
 	uint64_t new_blobs;

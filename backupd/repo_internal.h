@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "index.h"
+#include "lock.h"
 #include "pack.h"
 #include "repo.h"
 
@@ -46,6 +47,8 @@ struct fv_repo {
 	struct pack_fd pfd[PACK_FD_CACHE];
 	unsigned pfd_next;
 	struct fv_repo_stats stats;
+	bool took_stale;
+	struct fv_lock_owner stale_owner;
 };
 
 /* Read object file dir/name (index/ or snapshots/): checksum, unseal, and

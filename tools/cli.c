@@ -169,6 +169,11 @@ int cli_open_repo(struct cli *c, const char *path, unsigned flags, struct fv_rep
 	int rc = fv_repo_open(path, flags, c->pass, c->passlen, r, &e);
 	if (rc < 0)
 		return cli_fail(c, &e, true);
+	char host[256];
+	long pid;
+	if (fv_repo_took_stale_lock(*r, host, &pid))
+		fv_log(&c->log, LOG_WARNING, "took over the stale lock of %s left by process %ld on %s (no longer running)",
+		       path, pid, host);
 	return 0;
 }
 
