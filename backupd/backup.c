@@ -726,6 +726,13 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 	fv_repo_stats(r, &before);
 	if (o->npaths == 0)
 		return fv_err_set(e, -EINVAL, "no source path given");
+	/* refuse before any work what the snapshot could not record */
+	if (o->npaths > FV_SNAP_PATHS_MAX || o->ntags > FV_SNAP_TAGS_MAX)
+		return fv_err_set(e, -EINVAL, "at most %d source paths and %d tags per snapshot", FV_SNAP_PATHS_MAX,
+				  FV_SNAP_TAGS_MAX);
+	for (size_t i = 0; i < o->ntags; i++)
+		if (!o->tags[i][0] || strlen(o->tags[i]) > 255)
+			return fv_err_set(e, -EINVAL, "tag '%s': a tag has 1 to 255 bytes", o->tags[i]);
 	abs = calloc(o->npaths, sizeof *abs);
 	if (!abs)
 		return fv_err_set(e, -ENOMEM, "out of memory");
@@ -761,6 +768,10 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 			free(dir);
 		}
 		free(tmp);
+		if (abs[i] && strlen(abs[i]) > FV_SNAP_PATH_MAX) {
+			rc = fv_err_set(e, -ENAMETOOLONG, "source path %s is too long", o->paths[i]);
+			goto out;
+		}
 		if (!abs[i]) {
 			rc = fv_err_sys(e, -errno ? -errno : -ENOMEM, "cannot resolve source path %s", o->paths[i]);
 			goto out;

@@ -15,9 +15,6 @@
 #include <string.h>
 
 #define SNAP_NAME_MAX 255     /* host, user, version, each tag */
-#define SNAP_PATHS_MAX 4096   /* paths per snapshot */
-#define SNAP_PATH_MAX 4096    /* bytes per path */
-#define SNAP_TAGS_MAX 256     /* tags per snapshot */
 /* A string's smallest encoding: length (4) + one byte (paths and tags are
  * never empty). Used to check a count against the input before allocating. */
 #define SNAP_STR_MIN 5
@@ -42,8 +39,8 @@ static bool list_ok(char *const *v, uint32_t n, uint32_t nmax, size_t min, size_
 static bool snap_valid(const struct fv_snapshot *s)
 {
 	return str_ok(s->host, 0, SNAP_NAME_MAX) && str_ok(s->user, 0, SNAP_NAME_MAX) &&
-	       s->npaths >= 1 && list_ok(s->paths, s->npaths, SNAP_PATHS_MAX, 1, SNAP_PATH_MAX) &&
-	       list_ok(s->tags, s->ntags, SNAP_TAGS_MAX, 1, SNAP_NAME_MAX) &&
+	       s->npaths >= 1 && list_ok(s->paths, s->npaths, FV_SNAP_PATHS_MAX, 1, FV_SNAP_PATH_MAX) &&
+	       list_ok(s->tags, s->ntags, FV_SNAP_TAGS_MAX, 1, SNAP_NAME_MAX) &&
 	       !(s->flags & ~(uint32_t)FV_SNAP_PARTIAL) && str_ok(s->version, 0, SNAP_NAME_MAX);
 }
 
@@ -132,10 +129,10 @@ int fv_snapshot_decode(const uint8_t *p, size_t len, struct fv_snapshot *s)
 	rc = fv_rd_str(&r, SNAP_NAME_MAX, &s->user, NULL);
 	if (rc < 0)
 		goto out_free;
-	rc = rd_list(&r, 1, SNAP_PATHS_MAX, SNAP_PATH_MAX, &s->paths, &s->npaths);
+	rc = rd_list(&r, 1, FV_SNAP_PATHS_MAX, FV_SNAP_PATH_MAX, &s->paths, &s->npaths);
 	if (rc < 0)
 		goto out_free;
-	rc = rd_list(&r, 0, SNAP_TAGS_MAX, SNAP_NAME_MAX, &s->tags, &s->ntags);
+	rc = rd_list(&r, 0, FV_SNAP_TAGS_MAX, SNAP_NAME_MAX, &s->tags, &s->ntags);
 	if (rc < 0)
 		goto out_free;
 	root = fv_rd_get(&r, FV_ID_LEN);

@@ -12,6 +12,9 @@
 
 #define FV_SNAPSHOT_VERSION 1
 #define FV_SNAP_PARTIAL 0x01 /* some source files could not be read */
+#define FV_SNAP_PATHS_MAX 4096 /* paths per snapshot */
+#define FV_SNAP_PATH_MAX 4096  /* bytes per path */
+#define FV_SNAP_TAGS_MAX 256   /* tags per snapshot (each 1..255 bytes) */
 
 struct fv_snap_stats {
 	uint64_t files;        /* regular files */
@@ -40,7 +43,8 @@ struct fv_snapshot {
 	char *version;  /* program version that wrote it */
 };
 
-/* Append the encoding of s to out. Returns 0 or -ENOMEM. */
+/* Append the encoding of s to out. Returns 0, -EINVAL (a field the decoder
+ * would reject: path/tag counts or lengths, unknown flags) or -ENOMEM. */
 int fv_snapshot_encode(const struct fv_snapshot *s, struct fv_buf *out);
 /* Decode into s (zeroed first; free with fv_snapshot_free even on error).
  * s->id is left zero. Returns 0, -EBADMSG or -ENOMEM. */

@@ -114,6 +114,10 @@ void fv_buf_u64(struct fv_buf *b, uint64_t v)
 
 void fv_buf_str(struct fv_buf *b, const char *s, size_t n)
 {
+	if (n > UINT32_MAX) {
+		b->oom = true; /* unrepresentable: fail the encoding, never truncate */
+		return;
+	}
 	fv_buf_u32(b, (uint32_t)n);
 	fv_buf_put(b, s, n);
 }

@@ -90,9 +90,10 @@ struct raw {
 
 static struct raw raw_ok(void)
 {
-	return (struct raw){.version = 1, .host = "host", .hostlen = 4, .npaths = 1,
-			    .npaths_real = 1, .path = "p", .pathlen = 1, .ntags = 1, .ntags_real = 1,
-			    .tag = "t", .taglen = 1, .version_str = "v", .version_len = 1};
+	return (struct raw){.version = 1, .host = "host", .hostlen = 4,
+			    .npaths = 1, .npaths_real = 1, .path = "p", .pathlen = 1,
+			    .ntags = 1, .ntags_real = 1, .tag = "t", .taglen = 1,
+			    .version_str = "v", .version_len = 1};
 }
 
 static void raw_write(struct fv_buf *b, const struct raw *r)
@@ -140,7 +141,8 @@ FV_TEST(roundtrip)
 	FV_CHECK(snap_eq(&s, &back));
 	uint8_t zero[FV_ID_LEN] = {0};
 	FV_CHECK(memcmp(back.id, zero, FV_ID_LEN) == 0); /* the id is not encoded */
-	FV_CHECK(back.stats.errors == UINT64_MAX && back.stats.files == 1 && back.stats.stored_bytes == 7);
+	FV_CHECK(back.stats.files == 1 && back.stats.stored_bytes == 7);
+	FV_CHECK(back.stats.errors == UINT64_MAX);
 	FV_CHECK_EQ(back.end_ns, -1);
 	/* Canonical: re-encoding gives the same bytes. */
 	FV_CHECK_EQ(fv_snapshot_encode(&back, &b2), 0);

@@ -150,7 +150,8 @@ static bool node_eq(const struct fv_node *a, const struct fv_node *b)
 	    a->mtime_ns != b->mtime_ns || a->ctime_ns != b->ctime_ns || a->size != b->size ||
 	    a->rdev != b->rdev || a->hlink != b->hlink)
 		return false;
-	if ((a->target == NULL) != (b->target == NULL) || (a->target && strcmp(a->target, b->target)))
+	if ((a->target == NULL) != (b->target == NULL) ||
+	    (a->target && strcmp(a->target, b->target)))
 		return false;
 	if (a->nxattrs != b->nxattrs || a->nchunks != b->nchunks)
 		return false;
@@ -260,7 +261,8 @@ FV_TEST(roundtrip_every_kind_of_entry)
 	FV_REQUIRE(f != NULL);
 	FV_CHECK_EQ(f->mode, 07777);
 	FV_CHECK_EQ(f->nxattrs, 3);
-	FV_CHECK(f->xattrs[0].value_len == 5 && memcmp(f->xattrs[0].value, "\0\x01\0\xff\0", 5) == 0);
+	FV_CHECK(f->xattrs[0].value_len == 5 &&
+		 memcmp(f->xattrs[0].value, "\0\x01\0\xff\0", 5) == 0);
 	FV_CHECK(f->xattrs[1].value_len == 0);
 	f = fv_tree_find(&back, "dir");
 	FV_REQUIRE(f != NULL);
@@ -268,7 +270,8 @@ FV_TEST(roundtrip_every_kind_of_entry)
 	f = fv_tree_find(&back, "line\nbreak");
 	FV_REQUIRE(f != NULL);
 	FV_CHECK(f->ctime_ns == INT64_MIN && f->mtime_ns == -1);
-	FV_CHECK(fv_tree_find(&back, "hard1")->hlink == 7 && fv_tree_find(&back, "hard2")->hlink == 7);
+	FV_CHECK(fv_tree_find(&back, "hard1")->hlink == 7);
+	FV_CHECK(fv_tree_find(&back, "hard2")->hlink == 7);
 
 	fv_tree_free(&t);
 	fv_tree_free(&back);
@@ -485,15 +488,22 @@ FV_TEST(encoder_refuses_what_the_decoder_would_reject)
 		free(f->xattrs[1].name);
 		f->xattrs[1].name = strdup(f->xattrs[0].name);
 	});
-	REFUSED(free(by_name(&t_, sn)->xattrs[0].name); by_name(&t_, sn)->xattrs[0].name = strdup(""));
+	REFUSED({
+		struct fv_node *f = by_name(&t_, sn);
+		free(f->xattrs[0].name);
+		f->xattrs[0].name = strdup("");
+	});
 	REFUSED({
 		struct fv_node *f = by_name(&t_, "dir");
 		free(f->xattrs[0].name);
 		f->xattrs[0].name = repeat('x', FV_XATTR_NAME_MAX + 1);
 	});
-	REFUSED(add_xattr(by_name(&t_, sn), "zz", NULL, 0); /* no value allocated... */
-		by_name(&t_, sn)->xattrs[3].value_len = FV_XATTR_VALUE_MAX + 1;
-		by_name(&t_, sn)->xattrs[3].value = malloc(FV_XATTR_VALUE_MAX + 1));
+	REFUSED({
+		struct fv_node *f = by_name(&t_, sn);
+		add_xattr(f, "zz", NULL, 0);
+		f->xattrs[3].value_len = FV_XATTR_VALUE_MAX + 1;
+		f->xattrs[3].value = malloc(FV_XATTR_VALUE_MAX + 1);
+	});
 	/* chunks */
 	REFUSED(by_name(&t_, sn)->chunks[1].off = 50);     /* overlaps [0, 100) */
 	REFUSED(by_name(&t_, sn)->chunks[1].off = 0);      /* same offset */
