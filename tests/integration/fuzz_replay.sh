@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Replays the committed fuzz corpus through the tree and snapshot decoders
+# (untrusted input for restore): no crash, no sanitizer report, and every input
+# that decodes re-encodes to the same bytes. tests/fuzz/README.md tells how to
+# fuzz for longer with libFuzzer.
+set -euo pipefail
+: "${FV_BUILD:?}" "${FV_SRC:?}"
+for t in tree snapshot; do
+	"$FV_BUILD/tests/fuzz_$t" "$FV_SRC/tests/fuzz/corpus/$t"
+done
