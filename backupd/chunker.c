@@ -12,10 +12,10 @@
  *
  * Gear table. G = the first 2048 bytes of the libsodium keystream
  * crypto_stream_xchacha20(G, 2048, nonce, key) with nonce = 24 zero bytes and
- * key = the 32-byte gear seed (the repository's gear subkey). That is the
- * XChaCha20 keystream (HChaCha20 subkey, then 20-round ChaCha20 with a 64-bit
- * block counter starting at 0). gear[j] = G[8j .. 8j+8) read as a
- * little-endian uint64, j = 0..255.
+ * key = the 32-byte gear seed (the repository's gear subkey): the subkey
+ * HChaCha20(key, nonce[0..16)), then the original 20-round ChaCha20 with
+ * that subkey, 64-bit nonce nonce[16..24) and 64-bit block counter from 0.
+ * gear[j] = G[8j .. 8j+8) read as a little-endian uint64, j = 0..255.
  *
  * Hash. All arithmetic is modulo 2^64. For a chunk starting at byte d[0],
  * the hash after byte d[i] is
@@ -46,18 +46,18 @@
  * ------------------------------------------------------------------------
  *
  * Why the top bits: with h = (h << 1) + g, carries only move upwards, so
- * bit j of H(i) depends on the last j + 1 bytes only. A mask on the low bits
- * would decide cuts from a window of ~bits bytes (about 20), which repeats
- * often in low-entropy data (text, sparse files) and clusters cut points;
- * the top bits see the whole 64-byte window. FastCDC's spread-out masks get
- * a window of about 48 bytes at the cost of a table of magic constants in
- * the format; the top bits are simpler to state and see more bytes.
+ * bit j of H(i) depends on the last j + 1 bytes only. A mask of the low n
+ * bits would decide cuts from the last n bytes (about 20), which repeat
+ * often in low-entropy data (text, sparse files) and cluster cut points;
+ * bit 63 sees the whole 64-byte window. FastCDC's published spread-out masks
+ * reach bit 47 (a 48-byte window) but are a table of constants per size;
+ * the top bits are simpler to state and see more bytes.
  *
  * Why hash from min - 64 rather than from min: it costs 64 bytes per chunk
- * and makes every cut decision a function of a 64-byte window, the property
- * the rest of the design assumes (an insertion moves boundaries only near
- * it). Starting at min would make the first few tests depend on the chunk
- * start.
+ * and makes every tested hash a function of its 64-byte window alone, so a
+ * cut decision never depends on where the chunk started, and first_cut()
+ * may start a hash chain anywhere. Starting at min would make the first 63
+ * tests depend on the chunk start as well.
  *
  * Speed: the bytes before min - 64 are never read (with the default sizes
  * that is almost half of the input), and each byte costs one table load, a
@@ -138,11 +138,11 @@ static inline uint64_t warm(const uint64_t *gear, const uint8_t *d, size_t j)
 static inline size_t scan1(const uint64_t *gear, const uint8_t *d, size_t i, size_t end, uint64_t mask,
 			   uint64_t h)
 {
-#define STEP(k)                                          \
-	do {                                             \
-		h = (h << 1) + gear[d[i + (k)]];         \
-		if (__builtin_expect(!(h & mask), 0))    \
-			return i + (k) + 1;              \
+#define STEP(k)                                       \
+	do {                                          \
+		h = (h << 1) + gear[d[i + (k)]];      \
+		if (__builtin_expect(!(h & mask), 0)) \
+			return i + (k) + 1;           \
 	} while (0)
 
 	for (; end - i >= 4; i += 4) {
@@ -158,9 +158,10 @@ static inline size_t scan1(const uint64_t *gear, const uint8_t *d, size_t i, siz
 }
 
 /* A hit in the second of two blocks, at length lb, is the cut only if the
- * rest of the first block, d[i .. end), has none. */
-static inline size_t finish_first(const uint64_t *gear, const uint8_t *d, size_t i, size_t end, uint64_t mask,
-				  uint64_t h, size_t lb)
+ * rest of the first block, d[i .. end), has none. Out of line: it runs at
+ * most once per chunk, and eight inlined copies would crowd the hot loop. */
+__attribute__((noinline)) static size_t finish_first(const uint64_t *gear, const uint8_t *d, size_t i,
+						     size_t end, uint64_t mask, uint64_t h, size_t lb)
 {
 	size_t n = scan1(gear, d, i, end, mask, h);
 	return n ? n : lb;
@@ -185,14 +186,14 @@ static size_t first_cut(const uint64_t *gear, const uint8_t *d, size_t i, size_t
 			ha = (ha << 1) + gear[wa[k]];
 			hb = (hb << 1) + gear[wb[k]];
 		}
-#define STEP2(o)                                                                                    \
-	do {                                                                                        \
-		size_t k_ = k + (o);                                                                \
-		ha = (ha << 1) + gear[a[k_]];                                                       \
-		hb = (hb << 1) + gear[b[k_]];                                                       \
-		if (__builtin_expect(!(ha & mask), 0))                                              \
-			return i + k_ + 1;                                                          \
-		if (__builtin_expect(!(hb & mask), 0))                                              \
+#define STEP2(o)                                                                                           \
+	do {                                                                                               \
+		size_t k_ = k + (o);                                                                       \
+		ha = (ha << 1) + gear[a[k_]];                                                              \
+		hb = (hb << 1) + gear[b[k_]];                                                              \
+		if (__builtin_expect(!(ha & mask), 0))                                                     \
+			return i + k_ + 1;                                                                 \
+		if (__builtin_expect(!(hb & mask), 0))                                                     \
 			return finish_first(gear, d, i + k_ + 1, i + BLOCK, mask, ha, i + BLOCK + k_ + 1); \
 	} while (0)
 		for (size_t k = 0; k < BLOCK; k += 4) {

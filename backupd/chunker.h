@@ -35,7 +35,8 @@ struct fv_chunker {
  * Returns 0 or -EINVAL. */
 int fv_chunker_params_check(const struct fv_chunker_params *p);
 
-/* Build c from params and the 32-byte seed. Returns 0 or -EINVAL. */
+/* Build c from params and the 32-byte seed. Returns 0, -EINVAL (bad params)
+ * or -EIO (libsodium failed to produce the table). */
 int fv_chunker_init(struct fv_chunker *c, const struct fv_chunker_params *p, const uint8_t seed[32]);
 
 /* Length of the chunk that starts at data[0], given len available bytes.

@@ -76,30 +76,40 @@ static bool sizes_ok(const struct fv_chunker_params *p, const uint32_t *v, long 
 	return sum == n;
 }
 
-/* The 64 MiB random input of the default-size tests, made once. */
+/* Length of the random input of the default-size tests: 64 MiB, about 55
+ * chunks; 16 MiB under tests/run --quick (FV_QUICK=1). */
+static size_t big_len(void)
+{
+	const char *q = getenv("FV_QUICK");
+	return q && strcmp(q, "1") == 0 ? 16 * MIB : 64 * MIB;
+}
+
+/* That input, made once. */
 static const uint8_t *big(void)
 {
 	static uint8_t *p;
 	if (!p)
-		p = gen_alloc(64 * MIB, 0x0123456789abcdefull);
+		p = gen_alloc(big_len(), 0x0123456789abcdefull);
 	return p;
 }
 
 FV_TEST(params_check)
 {
 	static const struct fv_chunker_params bad[] = {
-		{0, 8192, 65536},	   /* min < 64 */
-		{63, 8192, 65536},	   /* min < 64 */
-		{8192, 8192, 65536},	   /* min == avg */
-		{2048, 65536, 65536},	   /* avg == max */
-		{2048, 65536, 8192},	   /* max < avg */
-		{2048, 12288, 65536},	   /* avg not a power of two */
-		{64, 128, 64 * MIB + 1},   /* max > 64 MiB */
-		{4096, 2048, 65536},	   /* min > avg */
+		{0, 8192, 65536},        /* min < 64 */
+		{63, 8192, 65536},       /* min < 64 */
+		{8192, 8192, 65536},     /* min == avg */
+		{2048, 65536, 65536},    /* avg == max */
+		{2048, 65536, 8192},     /* max < avg */
+		{2048, 12288, 65536},    /* avg not a power of two */
+		{64, 128, 64 * MIB + 1}, /* max > 64 MiB */
+		{4096, 2048, 65536},     /* min > avg */
 		{UINT32_MAX, UINT32_MAX, UINT32_MAX},
 	};
 	static const struct fv_chunker_params good[] = {
-		{64, 128, 129}, {2048, 8192, 65536}, {32 * MIB - 1, 32 * MIB, 64 * MIB},
+		{64, 128, 129},
+		{2048, 8192, 65536},
+		{32 * MIB - 1, 32 * MIB, 64 * MIB},
 		{FV_CHUNK_MIN_DEFAULT, FV_CHUNK_AVG_DEFAULT, FV_CHUNK_MAX_DEFAULT},
 	};
 	uint8_t seed[32] = {0};
@@ -129,12 +139,12 @@ FV_TEST(deterministic_and_keyed)
 	FV_REQUIRE(fv_chunker_init(&b, &dflt, s1) == 0);
 	FV_REQUIRE(fv_chunker_init(&x, &dflt, s2) == 0);
 	uint32_t *va, *vb, *vx;
-	long na = chunk_all(&a, d, 64 * MIB, &va);
-	long nb = chunk_all(&b, d, 64 * MIB, &vb);
-	long nx = chunk_all(&x, d, 64 * MIB, &vx);
+	long na = chunk_all(&a, d, big_len(), &va);
+	long nb = chunk_all(&b, d, big_len(), &vb);
+	long nx = chunk_all(&x, d, big_len(), &vx);
 	FV_REQUIRE(na > 0 && nb > 0 && nx > 0);
-	FV_CHECK(sizes_ok(&dflt, va, na, 64 * MIB));
-	FV_CHECK(sizes_ok(&dflt, vx, nx, 64 * MIB));
+	FV_CHECK(sizes_ok(&dflt, va, na, big_len()));
+	FV_CHECK(sizes_ok(&dflt, vx, nx, big_len()));
 	FV_CHECK(na == nb && memcmp(va, vb, (size_t)na * sizeof *va) == 0);
 	/* Count boundaries the two keys share: by chance, almost none. */
 	size_t shared = 0, oa = 0, ox = 0;
@@ -187,13 +197,7 @@ FV_TEST(sizes_and_coverage)
 	}
 	FV_CHECK_EQ(fv_chunker_next(&c, d, 0, true), 0);
 	FV_CHECK_EQ(fv_chunker_next(&c, d, small.min, true), small.min);
-
-	/* Default sizes on the 64 MiB input. */
-	const uint8_t *b = big();
-	FV_REQUIRE(b && fv_chunker_init(&c, &dflt, seed) == 0);
-	n = chunk_all(&c, b, 64 * MIB, &v);
-	FV_CHECK(n > 0 && sizes_ok(&dflt, v, n, 64 * MIB));
-	free(v);
+	/* (Default sizes: see deterministic_and_keyed.) */
 	free(d);
 }
 
@@ -294,7 +298,8 @@ FV_TEST(edit_is_local)
 			FV_REQUIRE(nb > 0);
 			size_t ch = chunks_changed(va, na, vb, nb, at[k], delta[m], &run_ok);
 			if (ch < 1 || ch > 2 || !run_ok)
-				fprintf(stderr, "  edit at %zu by %ld: %zu chunks changed\n", at[k], delta[m], ch);
+				fprintf(stderr, "  edit at %zu by %ld: %zu chunks changed\n", at[k], delta[m],
+					ch);
 			FV_CHECK(ch >= 1 && ch <= 2);
 			FV_CHECK(run_ok);
 			free(vb);
@@ -346,9 +351,9 @@ FV_TEST(average_size)
 	free(d);
 
 	FV_REQUIRE(big() && fv_chunker_init(&c, &dflt, seed) == 0);
-	n = chunk_all(&c, big(), 64 * MIB, &v);
+	n = chunk_all(&c, big(), big_len(), &v);
 	FV_REQUIRE(n > 0);
-	mean = (double)(64 * MIB) / (double)n; /* ~55 chunks: a loose bound */
+	mean = (double)big_len() / (double)n; /* few chunks: a loose bound */
 	FV_CHECK(mean > 0.7 * dflt.avg && mean < 2.0 * dflt.avg);
 	free(v);
 }
@@ -362,11 +367,11 @@ FV_TEST(streaming_matches_one_shot)
 	struct fv_chunker c;
 	FV_REQUIRE(fv_chunker_init(&c, &small, seed) == 0);
 	/* random data with runs of zeros, so forced cuts happen as well */
-	const size_t len = 3 * MIB + 777;
+	const size_t len = 2 * MIB + 777;
 	uint8_t *d = gen_alloc(len, 123);
 	FV_REQUIRE(d);
 	memset(d + MIB, 0, 200000);
-	memset(d + 2 * MIB + 5, 0, small.max + 3);
+	memset(d + 3 * MIB / 2 + 5, 0, small.max + 3);
 	uint32_t *ref;
 	long nref = chunk_all(&c, d, len, &ref);
 	FV_REQUIRE(nref > 0);
@@ -433,6 +438,83 @@ FV_TEST(streaming_matches_one_shot)
 	free(d);
 }
 
+/* The rule of chunker.c as one plain loop: hash from d[min - 64], test every
+ * length from min, mask by length, cut at max. fv_chunker_next runs two
+ * hash chains side by side for speed; it must agree with this everywhere. */
+static size_t ref_next(const struct fv_chunker *c, const uint8_t *d, size_t len, bool eof)
+{
+	const size_t min = c->p.min, avg = c->p.avg, max = c->p.max;
+	uint64_t h = 0;
+	for (size_t l = min - 63; l <= len && l <= max; l++) {
+		h = (h << 1) + c->gear[d[l - 1]];
+		if (l < min)
+			continue;
+		if (l == max || !(h & (l < avg ? c->mask_s : c->mask_l)))
+			return l;
+	}
+	return len >= max ? max : eof ? len : 0;
+}
+
+FV_TEST(matches_reference)
+{
+	static const struct fv_chunker_params ps[] = {
+		{64, 128, 256},     {64, 4096, 1 << 20}, {2048, 8192, 65536},
+		{1000, 4096, 8192}, {64, 8192, 65536},   {4096, 8192, 12288},
+	};
+	uint8_t seed[32];
+	seed_fill(seed, 9);
+	const size_t len = 2 * MIB;
+	uint8_t *d = gen_alloc(len, 31337);
+	FV_REQUIRE(d);
+	/* a zero run: cuts forced at max, and hashes that stay constant */
+	memset(d + len / 2, 0, 70000);
+	for (size_t q = 0; q < sizeof ps / sizeof ps[0]; q++) {
+		struct fv_chunker c;
+		FV_REQUIRE(fv_chunker_init(&c, &ps[q], seed) == 0);
+		size_t bad = 0, k = 0;
+		for (size_t off = 0; off < len; k++) {
+			size_t n = fv_chunker_next(&c, d + off, len - off, true);
+			bad += n != ref_next(&c, d + off, len - off, true);
+			/* a partial buffer, cut somewhere inside the chunk */
+			size_t part = n / 2 + k % 97;
+			bad += fv_chunker_next(&c, d + off, part, false) !=
+			       ref_next(&c, d + off, part, false);
+			if (!n)
+				break;
+			off += n;
+		}
+		if (bad)
+			fprintf(stderr, "  params %u/%u/%u: %zu of %zu chunks differ\n", ps[q].min, ps[q].avg,
+				ps[q].max, bad, k);
+		FV_CHECK_EQ(bad, 0);
+	}
+	free(d);
+}
+
+/* Every alignment of the input against the chunker's internal blocks: a
+ * chunk starting at each of 4096 consecutive offsets must end where the
+ * plain loop says. This reaches the seams between hash chains, which random
+ * chunk starts hit only rarely. */
+FV_TEST(every_alignment)
+{
+	static const struct fv_chunker_params ps[] = {{64, 4096, 16384}, {2048, 8192, 65536}};
+	uint8_t seed[32];
+	seed_fill(seed, 17);
+	const size_t len = 96 * 1024;
+	uint8_t *d = gen_alloc(len, 4242);
+	FV_REQUIRE(d);
+	for (size_t q = 0; q < sizeof ps / sizeof ps[0]; q++) {
+		struct fv_chunker c;
+		FV_REQUIRE(fv_chunker_init(&c, &ps[q], seed) == 0);
+		size_t bad = 0;
+		for (size_t s = 0; s < 4096; s++)
+			bad += fv_chunker_next(&c, d + s, len - s, true) !=
+			       ref_next(&c, d + s, len - s, true);
+		FV_CHECK_EQ(bad, 0);
+	}
+	free(d);
+}
+
 /* Pins the format: the gear table of a known seed and the first boundaries
  * of known data. If this fails, the chunking algorithm changed and existing
  * repositories no longer deduplicate against new backups. The values were
@@ -453,8 +535,8 @@ FV_TEST(known_answer)
 	const size_t len = 8 * MIB;
 	uint8_t *d = gen_alloc(len, 0x0123456789abcdefull);
 	FV_REQUIRE(d);
-	static const uint32_t want_small[] = {20773, 10122, 9112, 7087, 8898, 9927,
-						9462,  8347,  3316, 11743, 9132, 9563};
+	static const uint32_t want_small[] = {20773, 10122, 9112, 7087,  8898, 9927,
+					      9462,  8347,  3316, 11743, 9132, 9563};
 	static const uint32_t want_dflt[] = {1326502, 1235579, 1060042, 1314765, 1819425, 1066008};
 	uint32_t *v;
 	long n = chunk_all(&c, d, len, &v);
@@ -473,4 +555,4 @@ FV_TEST(known_answer)
 }
 
 FV_TESTS(params_check, deterministic_and_keyed, sizes_and_coverage, need_more_contract, edit_is_local,
-	 average_size, streaming_matches_one_shot, known_answer)
+	 average_size, streaming_matches_one_shot, matches_reference, every_alignment, known_answer)
