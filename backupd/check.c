@@ -79,6 +79,8 @@ struct cctx {
 	uint32_t cur_ntoc;
 	uint32_t cur_num;
 	bool cur_has_num;
+	uint64_t cur_broken;  /* offset where the frame walk lost its way, or UINT64_MAX */
+	bool index_damaged;   /* an index file could not be read */
 	char snapdesc[96];
 	char path[8192];
 	size_t pathlen;
@@ -124,6 +126,7 @@ static int check_index_files(struct cctx *c)
 		if (rc == -ENOMEM)
 			break;
 		if (rc < 0) {
+			c->index_damaged = true;
 			report(c, true, "%s; the blobs it names may be reported missing below", le.msg);
 			rc = 0;
 			continue;
@@ -133,6 +136,7 @@ static int check_index_files(struct cctx *c)
 		if (rc == -ENOMEM)
 			break;
 		if (rc < 0) {
+			c->index_damaged = true;
 			report(c, true, "index/%s is malformed", names[i]);
 			rc = 0;
 		}
@@ -162,13 +166,58 @@ static void mark_damaged_from(struct cctx *c, uint64_t off, uint64_t end)
 	}
 }
 
+/* Damage in a pack no index names affects no snapshot: a warning. */
 static void scan_bad(void *ud, uint64_t off, const char *why)
 {
 	struct cctx *c = ud;
-	report(c, true, "%s: %s at offset %llu", c->cur_pack, why, (unsigned long long)off);
-	/* a frame with a bad length makes everything after it untrustworthy */
-	uint64_t end = strstr(why, "length") || strstr(why, "trailer") ? UINT64_MAX : off + 1;
-	mark_damaged_from(c, off, end);
+	report(c, c->cur_has_num, "%s: %s at offset %llu", c->cur_pack, why, (unsigned long long)off);
+	if (strstr(why, "trailer"))
+		c->cur_broken = 0; /* no trusted structure at all: check blob by blob */
+	else if (strstr(why, "checksum mismatch (the frames")) {
+		mark_damaged_from(c, off, off + 1);
+		c->cur_broken = off < c->cur_broken ? off : c->cur_broken;
+	} else if (strstr(why, "length") || strstr(why, "do not end"))
+		c->cur_broken = off < c->cur_broken ? off : c->cur_broken;
+	else
+		mark_damaged_from(c, off, off + 1);
+}
+
+/* After the frame walk lost its way at c->cur_broken, check every blob at or
+ * after it on its own, at the place the TOC (or else the index) gives: one
+ * bad length field then costs one blob, not the rest of the pack. */
+static int check_after_break(struct cctx *c, int fd)
+{
+	struct fv_buf fr = {0};
+	int rc = 0;
+	for (uint32_t i = 0; i < c->cur_ntoc && rc != -ENOMEM; i++) {
+		const struct fv_pack_entry *pe = &c->cur_toc[i];
+		if ((uint64_t)pe->off + pe->len <= c->cur_broken || idset_has(&c->damaged, pe->id))
+			continue;
+		rc = fv_pack_read_frame(fd, pe->off, pe->len, &fr);
+		if (rc < 0 && rc != -ENOMEM) {
+			char hex[2 * FV_ID_LEN + 1];
+			fv_hex(pe->id, FV_ID_LEN, hex);
+			report(c, c->cur_has_num, "%s: blob %.16s at offset %u is damaged", c->cur_pack, hex, pe->off);
+			idset_add(&c->damaged, pe->id);
+		}
+	}
+	if (!c->cur_toc && c->cur_has_num) {
+		for (size_t i = 0; i < c->r->idx.n && rc != -ENOMEM; i++) {
+			const struct fv_index_entry *ie = &c->r->idx.e[i];
+			if (fv_index_pack(ie) != c->cur_num || (uint64_t)ie->off + ie->len <= c->cur_broken ||
+			    idset_has(&c->damaged, ie->id))
+				continue;
+			rc = fv_pack_read_frame(fd, ie->off, ie->len, &fr);
+			if (rc < 0 && rc != -ENOMEM) {
+				char hex[2 * FV_ID_LEN + 1];
+				fv_hex(ie->id, FV_ID_LEN, hex);
+				report(c, true, "%s: blob %.16s at offset %u is damaged", c->cur_pack, hex, ie->off);
+				idset_add(&c->damaged, ie->id);
+			}
+		}
+	}
+	fv_buf_free(&fr);
+	return rc == -ENOMEM ? rc : 0;
 }
 
 static int toc_cmp(const void *a, const void *b)
@@ -206,6 +255,7 @@ static int check_one_pack(struct cctx *c, const char *rel, const uint8_t packid[
 	c->cur_toc = NULL;
 	c->cur_ntoc = 0;
 	c->cur_has_num = false;
+	c->cur_broken = UINT64_MAX;
 	/* the pack's number in the index, if the index names it */
 	for (uint32_t i = 0; i < c->r->idx.npacks; i++) {
 		if (!memcmp(c->r->idx.packs[i], packid, FV_PACK_ID_LEN)) {
@@ -219,7 +269,7 @@ static int check_one_pack(struct cctx *c, const char *rel, const uint8_t packid[
 	if (rc == -ENOMEM)
 		goto out;
 	if (rc < 0) {
-		report(c, true, "%s: table of contents unreadable (damaged, truncated or tampered)", rel);
+		report(c, c->cur_has_num, "%s: table of contents unreadable (damaged, truncated or tampered)", rel);
 		c->cur_toc = NULL;
 		c->cur_ntoc = 0;
 	} else {
@@ -227,15 +277,27 @@ static int check_one_pack(struct cctx *c, const char *rel, const uint8_t packid[
 	}
 	rc = fv_pack_scan(fd, (uint64_t)st.st_size, scan_bad, c);
 	if (rc < 0) {
-		report(c, true, "%s: read error: %s", rel, strerror(-rc));
+		report(c, c->cur_has_num, "%s: read error: %s", rel, strerror(-rc));
 		mark_damaged_from(c, 0, UINT64_MAX);
 	}
 	rc = 0;
+	if (c->cur_broken != UINT64_MAX) {
+		rc = check_after_break(c, fd);
+		if (rc < 0)
+			goto out;
+	}
 	c->res->bytes_scanned += (uint64_t)st.st_size;
 	if (!c->cur_has_num) {
-		report(c, false,
-		       "%s is not named by any index (left by an interrupted snapshot; harmless, uses %llu bytes)",
-		       rel, (unsigned long long)st.st_size);
+		if (c->index_damaged)
+			report(c, false,
+			       "%s is not named by any readable index: it may be the pack of a damaged index file "
+			       "above (its data is still here, %llu bytes), or left by an interrupted snapshot",
+			       rel, (unsigned long long)st.st_size);
+		else
+			report(c, false,
+			       "%s is not named by any index (left by an interrupted snapshot; harmless, uses %llu "
+			       "bytes)",
+			       rel, (unsigned long long)st.st_size);
 		goto out;
 	}
 	/* index <-> TOC: every indexed blob of this pack is where the TOC says */

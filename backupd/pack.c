@@ -328,7 +328,7 @@ int fv_pack_scan(int fd, uint64_t size, void (*bad)(void *ud, uint64_t off, cons
 
 	int rc = read_trailer(fd, size, &toc_off, &nblobs);
 	if (rc == -EUCLEAN) {
-		bad(ud, size, "header or trailer damaged, or the pack is truncated");
+		bad(ud, 0, "header or trailer damaged, or the pack is truncated");
 		return 1;
 	}
 	if (rc < 0)
@@ -347,8 +347,10 @@ int fv_pack_scan(int fd, uint64_t size, void (*bad)(void *ud, uint64_t off, cons
 		}
 		rc = fv_pack_read_frame(fd, (uint32_t)off, (uint32_t)flen, &fr);
 		if (rc == -EUCLEAN) {
-			bad(ud, off, "frame checksum mismatch");
+			/* the length may be what is damaged: the walk cannot go on */
+			bad(ud, off, "frame checksum mismatch (the frames after it are checked one by one)");
 			problems++;
+			break;
 		} else if (rc < 0) {
 			goto out;
 		}

@@ -80,7 +80,8 @@ int fv_pack_read_toc(int fd, uint64_t size, const struct fv_keys *k, const uint8
 
 /* Keyless integrity scan: walk every frame from the header to the TOC and
  * check lengths and checksums. bad(ud, off, why) is called for each problem;
- * the walk stops at the first frame whose length cannot be trusted. Returns
+ * the walk stops at the first damaged frame, since its length cannot be
+ * trusted (the caller may then check blobs one by one from the TOC). Returns
  * the number of problems found (0 = intact) or -errno on I/O error. */
 int fv_pack_scan(int fd, uint64_t size, void (*bad)(void *ud, uint64_t off, const char *why), void *ud);
 

@@ -839,14 +839,19 @@ void fv_repo_snapshots_free(struct fv_snapshot *list, size_t n)
 	free(list);
 }
 
-int fv_repo_snapshots(struct fv_repo *r, struct fv_snapshot **list, size_t *n, struct fv_err *e)
+/* Read the snapshot files whose names start with prefix ("" = all). */
+static int read_snapshots(struct fv_repo *r, const char *prefix, struct fv_snapshot **list, size_t *n,
+			  size_t *ndamaged, struct fv_err *e)
 {
 	char **names = NULL;
-	size_t cnt = 0, got = 0;
+	size_t cnt = 0, got = 0, pl = strlen(prefix);
 	struct fv_snapshot *v = NULL;
+	struct fv_err le = {0};
 	int rc = fv_repo_list(r, "snapshots", &names, &cnt, e);
 	if (rc < 0)
 		return rc;
+	if (ndamaged)
+		*ndamaged = 0;
 	v = calloc(cnt ? cnt : 1, sizeof *v);
 	if (!v) {
 		rc = fv_err_set(e, -ENOMEM, "out of memory");
@@ -855,17 +860,34 @@ int fv_repo_snapshots(struct fv_repo *r, struct fv_snapshot **list, size_t *n, s
 	for (size_t i = 0; i < cnt; i++) {
 		uint8_t *pt = NULL, id[FV_ID_LEN];
 		size_t len;
-		rc = fv_repo_obj_read(r, "snapshots", names[i], SNAPSHOT_MAGIC, FV_OBJ_SNAPSHOT, &pt, &len, id, e);
-		if (rc < 0)
-			goto out;
-		rc = fv_snapshot_decode(pt, len, &v[got]);
-		free(pt);
-		got++;
+		if (strncmp(names[i], prefix, pl) != 0)
+			continue;
+		rc = fv_repo_obj_read(r, "snapshots", names[i], SNAPSHOT_MAGIC, FV_OBJ_SNAPSHOT, &pt, &len, id, &le);
+		if (rc == 0) {
+			rc = fv_snapshot_decode(pt, len, &v[got]);
+			free(pt);
+			if (rc == -EBADMSG)
+				rc = fv_err_set(&le, -EUCLEAN, "repository %s: snapshots/%s is malformed", r->path,
+						names[i]);
+			else if (rc < 0)
+				fv_err_set(&le, rc, "out of memory");
+		}
+		if (rc == -EUCLEAN && ndamaged) {
+			fv_snapshot_free(&v[got]);
+			(*ndamaged)++;
+			if (e)
+				*e = le;
+			rc = 0;
+			continue;
+		}
 		if (rc < 0) {
-			rc = fv_err_set(e, -EUCLEAN, "repository %s: snapshots/%s is malformed", r->path, names[i]);
+			fv_snapshot_free(&v[got]);
+			if (e)
+				*e = le;
 			goto out;
 		}
-		memcpy(v[got - 1].id, id, FV_ID_LEN);
+		memcpy(v[got].id, id, FV_ID_LEN);
+		got++;
 	}
 	qsort(v, got, sizeof *v, cmp_snap);
 	*list = v;
@@ -878,6 +900,12 @@ out:
 	return rc;
 }
 
+int fv_repo_snapshots(struct fv_repo *r, struct fv_snapshot **list, size_t *n, size_t *ndamaged,
+		      struct fv_err *e)
+{
+	return read_snapshots(r, "", list, n, ndamaged, e);
+}
+
 static void snapshot_move(struct fv_snapshot *dst, struct fv_snapshot *src)
 {
 	*dst = *src;
@@ -887,12 +915,21 @@ static void snapshot_move(struct fv_snapshot *dst, struct fv_snapshot *src)
 int fv_repo_snapshot_find(struct fv_repo *r, const char *spec, struct fv_snapshot *out, struct fv_err *e)
 {
 	struct fv_snapshot *v = NULL;
-	size_t n = 0;
-	int rc = fv_repo_snapshots(r, &v, &n, e);
-	if (rc < 0)
-		return rc;
+	size_t n = 0, nd = 0;
+	struct fv_err le = {0};
 	memset(out, 0, sizeof *out);
-	if (strcmp(spec, "latest") == 0) {
+	bool latest = strcmp(spec, "latest") == 0;
+	int rc = read_snapshots(r, latest ? "" : spec, &v, &n, &nd, &le);
+	if (rc < 0)
+		return fv_err_set(e, rc, "%s", le.msg);
+	if (nd && latest) {
+		rc = fv_err_set(e, -EUCLEAN,
+				"%zu snapshot files are damaged (%s), so the latest snapshot cannot be told; name a "
+				"snapshot by its id (fabvault list) and run fabvault check",
+				nd, le.msg);
+		goto out;
+	}
+	if (latest) {
 		if (n == 0)
 			rc = fv_err_set(e, -ENOENT, "repository %s has no snapshots yet", r->path);
 		else
@@ -918,7 +955,9 @@ int fv_repo_snapshot_find(struct fv_repo *r, const char *spec, struct fv_snapsho
 			nmatch++;
 		}
 	}
-	if (nmatch == 0)
+	if (nmatch == 0 && nd)
+		rc = fv_err_set(e, -EUCLEAN, "snapshot %s is damaged: %s", spec, le.msg);
+	else if (nmatch == 0)
 		rc = fv_err_set(e, -ENOENT, "no snapshot %s in repository %s (see fabvault list)", spec, r->path);
 	else if (nmatch > 1)
 		rc = fv_err_set(e, -EINVAL, "snapshot prefix %s is ambiguous (%zu match); give more digits", spec,

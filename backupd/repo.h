@@ -120,12 +120,17 @@ int fv_repo_snapshot_save(struct fv_repo *r, struct fv_snapshot *s, struct fv_er
 
 /* All snapshots, oldest first (*list: array of *n, free with
  * fv_repo_snapshots_free). A damaged snapshot file fails the call with
- * -EUCLEAN naming it. */
-int fv_repo_snapshots(struct fv_repo *r, struct fv_snapshot **list, size_t *n, struct fv_err *e);
+ * -EUCLEAN naming it, unless ndamaged is given: then damaged files are
+ * skipped, counted in *ndamaged, and e describes the last one. */
+int fv_repo_snapshots(struct fv_repo *r, struct fv_snapshot **list, size_t *n, size_t *ndamaged,
+		      struct fv_err *e);
 void fv_repo_snapshots_free(struct fv_snapshot *list, size_t n);
 
 /* Find one snapshot by "latest", a full hex id or a unique hex prefix
- * (>= 4 digits). Returns 0, -ENOENT (none), -EINVAL (ambiguous or bad spec). */
+ * (>= 4 digits). Only the files whose names match a prefix are read, so
+ * damage elsewhere does not hide an intact snapshot; "latest" fails with
+ * -EUCLEAN while any snapshot file is damaged (the newest might be the one).
+ * Returns 0, -ENOENT (none), -EINVAL (ambiguous or bad spec), -EUCLEAN. */
 int fv_repo_snapshot_find(struct fv_repo *r, const char *spec, struct fv_snapshot *out,
 			  struct fv_err *e);
 

@@ -227,6 +227,44 @@ static int includes_init(struct restore *c, bool *all)
 	return 0;
 }
 
+/* Look every include up in the snapshot's trees before anything is written:
+ * a typo must not leave a half-created target behind. */
+static int includes_resolve(struct restore *c, const uint8_t root[FV_ID_LEN])
+{
+	for (size_t i = 0; i < c->ninc; i++) {
+		const struct include *in = &c->inc[i];
+		uint8_t cur[FV_ID_LEN];
+		bool found = true;
+		memcpy(cur, root, FV_ID_LEN);
+		for (size_t p = 0; p < in->len && found;) {
+			size_t q = p;
+			while (q < in->len && in->path[q] != '/')
+				q++;
+			char name[FV_NAME_MAX + 1];
+			struct fv_tree t = {0};
+			found = q - p <= FV_NAME_MAX;
+			if (found) {
+				memcpy(name, in->path + p, q - p);
+				name[q - p] = 0;
+				int rc = fv_repo_tree(c->r, cur, &t, c->e);
+				if (rc < 0)
+					return rc;
+				const struct fv_node *n = fv_tree_find(&t, name);
+				/* every component but the last must be a directory */
+				found = n && (q == in->len || n->type == FV_FT_DIR);
+				if (found && n->type == FV_FT_DIR)
+					memcpy(cur, n->subtree, FV_ID_LEN);
+			}
+			fv_tree_free(&t);
+			p = q + 1;
+		}
+		if (!found)
+			return fv_err_set(c->e, -ENOENT, "include %s: no such path in the snapshot (see fabvault ls)",
+					  c->o->includes[i]);
+	}
+	return 0;
+}
+
 static void includes_free(struct restore *c)
 {
 	for (size_t i = 0; i < c->ninc; i++)
@@ -818,6 +856,9 @@ int fv_restore_run(struct fv_repo *r, const struct fv_snapshot *s, const struct 
 	if (!o->target || !*o->target)
 		return fv_err_set(e, -EINVAL, "restore: no target directory given");
 	rc = includes_init(&c, &all);
+	if (rc < 0)
+		goto out;
+	rc = includes_resolve(&c, s->root);
 	if (rc < 0)
 		goto out;
 	if (!o->dry_run) {

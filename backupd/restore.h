@@ -53,7 +53,8 @@ struct fv_restore_stats {
 
 /* Restore snapshot s into o->target. Returns 0 when every selected entry was
  * restored (and verified, with verify), -EUCLEAN when a verify failed or a
- * blob was damaged, -ENOENT when an include matches nothing, or another
+ * blob was damaged, -ENOENT when an include matches nothing (found before
+ * anything is written), or another
  * negative code; per-entry failures are counted in st->errors, reported via
  * warn(), and make the return -EIO after the rest was restored. */
 int fv_restore_run(struct fv_repo *r, const struct fv_snapshot *s, const struct fv_restore_opts *o,

@@ -13,7 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/buf.h"
 #include "../common/fsutil.h"
+
+#include <json-c/json.h>
 
 #define PASS_MAX 4096
 
@@ -275,4 +278,76 @@ int cli_usage(struct cli *c, const char *cmd, const char *fmt, ...)
 	fv_log(&c->log, LOG_ERR, "%s: %s", cmd, msg);
 	fprintf(stderr, "Try 'fabvault %s --help'.\n", cmd);
 	return FV_EXIT_USAGE;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
+static size_t utf8_seq(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	size_t n;
+	uint32_t cp;
+	if ((p[0] & 0xe0) == 0xc0) {
+		n = 2;
+		cp = p[0] & 0x1f;
+	} else if ((p[0] & 0xf0) == 0xe0) {
+		n = 3;
+		cp = p[0] & 0x0f;
+	} else if ((p[0] & 0xf8) == 0xf0) {
+		n = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	/* overlong forms, surrogates, beyond U+10FFFF */
+	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+struct json_object *cli_json_strval(const char *s, bool *valid)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	struct fv_buf b = {0};
+	*valid = true;
+	while (*p) {
+		size_t n = utf8_seq(p);
+		if (n) {
+			fv_buf_put(&b, p, n);
+			p += n;
+		} else {
+			fv_buf_put(&b, "\xef\xbf\xbd", 3);
+			*valid = false;
+			p++;
+		}
+	}
+	if (*valid) {
+		fv_buf_free(&b);
+		return json_object_new_string(s);
+	}
+	struct json_object *o = json_object_new_string_len(b.data ? (const char *)b.data : "", (int)b.len);
+	fv_buf_free(&b);
+	return o;
+}
+
+void cli_json_str(struct json_object *o, const char *key, const char *s)
+{
+	bool valid;
+	json_object_object_add(o, key, cli_json_strval(s, &valid));
+	if (!valid) {
+		size_t n = strlen(s);
+		char *hex = malloc(2 * n + 1), k[128];
+		if (!hex)
+			return;
+		fv_hex((const uint8_t *)s, n, hex);
+		snprintf(k, sizeof k, "%s_hex", key);
+		json_object_object_add(o, k, json_object_new_string(hex));
+		free(hex);
+	}
 }

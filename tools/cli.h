@@ -67,6 +67,15 @@ void cli_progress(struct cli *c, uint64_t files, uint64_t total_files, uint64_t 
 		  const char *what);
 void cli_progress_done(struct cli *c);
 
+/* Add string s to JSON object o under key. JSON text must be UTF-8, file
+ * names need not be: invalid bytes are shown as U+FFFD and the exact bytes
+ * are added as "<key>_hex" (docs/fabvault.1.md, OUTPUT). */
+struct json_object;
+void cli_json_str(struct json_object *o, const char *key, const char *s);
+/* The same for an array element (no _hex companion; for tags and paths
+ * lists, where "<key>_hex" arrays carry the exact bytes). */
+struct json_object *cli_json_strval(const char *s, bool *valid);
+
 /* "1.5 GiB"-style size into buf. */
 const char *cli_size(uint64_t n, char buf[32]);
 /* "2026-11-23 21:05:03" local time of ns into buf. */

@@ -34,7 +34,7 @@ static void on_problem(void *ud, bool is_error, const char *msg)
 	if (k->problems) {
 		json_object *p = json_object_new_object();
 		json_object_object_add(p, "severity", json_object_new_string(is_error ? "error" : "warning"));
-		json_object_object_add(p, "message", json_object_new_string(msg));
+		cli_json_str(p, "message", msg);
 		json_object_array_add(k->problems, p);
 	}
 	if (is_error || !k->c->quiet)

@@ -126,7 +126,7 @@ int cmd_init(struct cli *c, int argc, char **argv)
 		return cli_fail(c, &e, false);
 	if (c->json) {
 		json_object *j = json_object_new_object();
-		json_object_object_add(j, "repository", json_object_new_string(path));
+		cli_json_str(j, "repository", path);
 		json_object_object_add(j, "encryption",
 				       json_object_new_string(o.enc == FV_ENC_NONE     ? "none"
 							      : o.enc == FV_ENC_AESGCM ? "aes256gcm"

@@ -30,12 +30,13 @@ static json_object *snap_json(const struct fv_snapshot *s)
 	json_object_object_add(j, "id", json_object_new_string(hex));
 	json_object_object_add(j, "time_ns", json_object_new_int64(s->time_ns));
 	json_object_object_add(j, "end_ns", json_object_new_int64(s->end_ns));
-	json_object_object_add(j, "host", json_object_new_string(s->host));
-	json_object_object_add(j, "user", json_object_new_string(s->user));
+	cli_json_str(j, "host", s->host);
+	cli_json_str(j, "user", s->user);
+	bool valid;
 	for (uint32_t i = 0; i < s->npaths; i++)
-		json_object_array_add(paths, json_object_new_string(s->paths[i]));
+		json_object_array_add(paths, cli_json_strval(s->paths[i], &valid));
 	for (uint32_t i = 0; i < s->ntags; i++)
-		json_object_array_add(tags, json_object_new_string(s->tags[i]));
+		json_object_array_add(tags, cli_json_strval(s->tags[i], &valid));
 	json_object_object_add(j, "paths", paths);
 	json_object_object_add(j, "tags", tags);
 	json_object_object_add(j, "root", json_object_new_string(root));
@@ -46,7 +47,7 @@ static json_object *snap_json(const struct fv_snapshot *s)
 	json_object_object_add(j, "stored_bytes", json_object_new_uint64(s->stats.stored_bytes));
 	json_object_object_add(j, "errors", json_object_new_uint64(s->stats.errors));
 	json_object_object_add(j, "partial", json_object_new_boolean(s->flags & FV_SNAP_PARTIAL));
-	json_object_object_add(j, "program_version", json_object_new_string(s->version));
+	cli_json_str(j, "program_version", s->version);
 	return j;
 }
 
@@ -55,7 +56,7 @@ int cmd_list(struct cli *c, int argc, char **argv)
 	static const struct option lo[] = {FV_COMMON_LONGOPTS};
 	struct fv_repo *r = NULL;
 	struct fv_snapshot *v = NULL;
-	size_t n = 0;
+	size_t n = 0, nd = 0;
 	struct fv_err e = {0};
 	int opt, rc;
 	while ((opt = getopt_long(argc, argv, FV_COMMON_SHORTOPTS, lo, NULL)) != -1) {
@@ -68,7 +69,7 @@ int cmd_list(struct cli *c, int argc, char **argv)
 	rc = cli_open_repo(c, argv[optind], 0, &r);
 	if (rc)
 		return rc;
-	if (fv_repo_snapshots(r, &v, &n, &e) < 0) {
+	if (fv_repo_snapshots(r, &v, &n, &nd, &e) < 0) {
 		rc = cli_fail(c, &e, false);
 		goto out;
 	}
@@ -92,6 +93,11 @@ int cmd_list(struct cli *c, int argc, char **argv)
 		}
 	}
 	rc = FV_EXIT_OK;
+	if (nd) {
+		fv_log(&c->log, LOG_ERR, "%zu snapshot files are damaged and not listed (last: %s); run fabvault check",
+		       nd, e.msg);
+		rc = FV_EXIT_DAMAGED;
+	}
 out:
 	fv_repo_snapshots_free(v, n);
 	fv_repo_close(r);
@@ -163,7 +169,7 @@ static void ls_entry(struct lsctx *x, const struct fv_node *n)
 {
 	if (x->c->json) {
 		json_object *j = json_object_new_object();
-		json_object_object_add(j, "path", json_object_new_string(x->path));
+		cli_json_str(j, "path", x->path);
 		json_object_object_add(j, "type", json_object_new_string(type_name(n->type)));
 		json_object_object_add(j, "mode", json_object_new_int((int)n->mode));
 		json_object_object_add(j, "uid", json_object_new_int64(n->uid));
@@ -171,7 +177,7 @@ static void ls_entry(struct lsctx *x, const struct fv_node *n)
 		json_object_object_add(j, "size", json_object_new_uint64(n->size));
 		json_object_object_add(j, "mtime_ns", json_object_new_int64(n->mtime_ns));
 		if (n->target)
-			json_object_object_add(j, "target", json_object_new_string(n->target));
+			cli_json_str(j, "target", n->target);
 		if (n->hlink)
 			json_object_object_add(j, "hardlink_group", json_object_new_uint64(n->hlink));
 		if (n->flags & FV_NODE_INCONSISTENT)

@@ -162,7 +162,7 @@ int cmd_restore(struct cli *c, int argc, char **argv)
 		char hex[2 * FV_ID_LEN + 1];
 		fv_hex(s.id, FV_ID_LEN, hex);
 		json_object_object_add(j, "snapshot", json_object_new_string(hex));
-		json_object_object_add(j, "target", json_object_new_string(o.target));
+		cli_json_str(j, "target", o.target);
 		json_object_object_add(j, "dry_run", json_object_new_boolean(o.dry_run));
 		json_object_object_add(j, "files", json_object_new_uint64(st.files));
 		json_object_object_add(j, "dirs", json_object_new_uint64(st.dirs));
