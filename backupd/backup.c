@@ -196,7 +196,8 @@ static int read_xattrs(int dfd, const char *name, struct fv_node *n)
 		x->value_len = (uint32_t)vl;
 		n->nxattrs++;
 	}
-	qsort(n->xattrs, n->nxattrs, sizeof *n->xattrs, xattr_cmp);
+	if (n->nxattrs)
+		qsort(n->xattrs, n->nxattrs, sizeof *n->xattrs, xattr_cmp);
 out:
 	free(list);
 	return rc;
@@ -498,7 +499,8 @@ static int store_dir(struct bctx *c, int dfd, uint8_t id[FV_ID_LEN], int depth, 
 			fv_err_set(c->e, rc, "out of memory");
 			goto out;
 		}
-		qsort(names, n, sizeof *names, name_cmp);
+		if (n)
+			qsort(names, n, sizeof *names, name_cmp);
 	}
 	t.nodes = calloc(n ? n : 1, sizeof *t.nodes);
 	if (!t.nodes) {

@@ -97,14 +97,23 @@ int fv_repo_create(const char *path, const struct fv_repo_create_opts *o, const 
 		return fv_err_set(e, -ENOKEY, "an empty passphrase is not allowed");
 
 	rc = fv_mkdir_p(AT_FDCWD, path, 0700);
+	if (rc == -ENOTDIR || rc == -EEXIST)
+		return fv_err_set(e, -EEXIST, "%s exists and is not a directory", path);
 	if (rc < 0)
 		return fv_err_sys(e, rc, "cannot create repository directory %s", path);
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return fv_err_sys(e, -errno, "cannot open %s", path);
-	if (faccessat(fd, "config", F_OK, 0) == 0) {
-		rc = fv_err_set(e, -EEXIST, "%s is already a fabvault repository", path);
-		goto out;
+	{
+		struct fv_config old;
+		uint8_t *p = NULL;
+		size_t n;
+		if (fv_read_file(fd, "config", 4096, &p, &n) == 0 && fv_config_decode(p, n, &old) != -EMEDIUMTYPE) {
+			free(p);
+			rc = fv_err_set(e, -EEXIST, "%s is already a fabvault repository", path);
+			goto out;
+		}
+		free(p);
 	}
 	if (!dir_is_empty(fd)) {
 		rc = fv_err_set(e, -EEXIST, "%s is not empty; a new repository needs an empty or new directory",
@@ -202,9 +211,8 @@ int fv_repo_needs_passphrase(const char *path, struct fv_err *e)
 	if (fd < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			return fv_err_set(e, -ENOENT,
-					  "%s is not a fabvault repository (no such directory); create one with: "
-					  "fabvault init %s",
-					  path, path);
+					  "%s is not a fabvault repository (%s); create one with: fabvault init DIR",
+					  path, errno == ENOENT ? "no such directory" : "not a directory");
 		return fv_err_sys(e, -errno, "cannot open repository %s", path);
 	}
 	int rc = read_config(fd, path, &c, raw, e);
@@ -436,9 +444,8 @@ int fv_repo_open(const char *path, unsigned flags, const char *pass, size_t pass
 	if (r->fd < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			rc = fv_err_set(e, -ENOENT,
-					"%s is not a fabvault repository (no such directory); create one with: "
-					"fabvault init %s",
-					path, path);
+					"%s is not a fabvault repository (%s); create one with: fabvault init DIR",
+					path, errno == ENOENT ? "no such directory" : "not a directory");
 		else
 			rc = fv_err_sys(e, -errno, "cannot open repository %s", path);
 		goto fail;

@@ -371,7 +371,7 @@ static int set_xattr(struct restore *c, int fd, int dirfd, const struct fv_node 
 			 : lsetxattr(proc_path(c, dirfd, n->name), x->name, x->value, x->value_len, 0);
 	if (rc < 0) {
 		rc = -errno;
-		warn(c, rc, "cannot set extended attribute %s: %s", x->name, strerror(-rc));
+		warn(c, rc, "cannot set extended attribute %s", x->name);
 	}
 	return rc;
 }
@@ -398,8 +398,7 @@ static bool set_meta(struct restore *c, int fd, int dirfd, const struct fv_node 
 				 : fchownat(dirfd, n->name, n->uid, n->gid, AT_SYMLINK_NOFOLLOW);
 		if (rc < 0) {
 			rc = -errno;
-			warn(c, rc, "cannot set owner %" PRIu32 ":%" PRIu32 ": %s", n->uid, n->gid,
-			     strerror(-rc));
+			warn(c, rc, "cannot set owner %" PRIu32 ":%" PRIu32, n->uid, n->gid);
 			ok = false;
 		}
 	}
@@ -410,7 +409,7 @@ static bool set_meta(struct restore *c, int fd, int dirfd, const struct fv_node 
 				 : fchmodat(dirfd, n->name, n->mode & 07777, AT_SYMLINK_NOFOLLOW);
 		if (rc < 0) {
 			rc = -errno;
-			warn(c, rc, "cannot set mode %04" PRIo32 ": %s", n->mode & 07777, strerror(-rc));
+			warn(c, rc, "cannot set mode %04" PRIo32, n->mode & 07777);
 			ok = false;
 		}
 	}
@@ -419,7 +418,7 @@ static bool set_meta(struct restore *c, int fd, int dirfd, const struct fv_node 
 	int rc = fd >= 0 ? futimens(fd, ts) : utimensat(dirfd, n->name, ts, AT_SYMLINK_NOFOLLOW);
 	if (rc < 0) {
 		rc = -errno;
-		warn(c, rc, "cannot set modification time: %s", strerror(-rc));
+		warn(c, rc, "cannot set modification time");
 		ok = false;
 	}
 	return ok;
@@ -483,6 +482,13 @@ static int open_dir(int dirfd, const char *name)
 		}
 	}
 	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && faccessat(fd, ".", W_OK | X_OK, AT_EACCESS) < 0 && errno == EACCES) {
+		/* left read-only by an earlier restore (we are not root): make it
+		 * fillable; its stored mode is set again after its entries */
+		struct stat sb;
+		if (fstat(fd, &sb) == 0)
+			fchmod(fd, (sb.st_mode & 07777) | 0700);
+	}
 	if (fd < 0 && errno == EACCES) {
 		/* A directory left by an earlier restore with mode 0000 (we are
 		 * not root): open the inode itself and make it ours to fill. */
@@ -542,7 +548,7 @@ static int write_chunks(struct restore *c, int fd, const struct fv_node *n, bool
 				fv_err_sys(c->e, rc, "cannot write %s/%s", c->o->target, c->path);
 				break;
 			}
-			warn(c, rc, "cannot write at offset %" PRIu64 ": %s", ref->off, strerror(-rc));
+			warn(c, rc, "cannot write at offset %" PRIu64, ref->off);
 			*bad = true;
 			rc = 0;
 			break;
@@ -569,8 +575,7 @@ static bool verify_chunks(struct restore *c, int fd, const struct fv_node *n, in
 		}
 		int rc = fv_pread_full(fd, c->chunk.data, ref->len, (off_t)ref->off);
 		if (rc < 0) {
-			warn(c, rc, "verify: cannot re-read offset %" PRIu64 ": %s", ref->off,
-			     strerror(-rc));
+			warn(c, rc, "verify: cannot re-read offset %" PRIu64, ref->off);
 			return false;
 		}
 		fv_repo_id(c->r, c->chunk.data, ref->len, id);
@@ -596,8 +601,7 @@ static int restore_file(struct restore *c, int dirfd, const struct fv_node *n)
 		rc = make_node(c, dirfd, n, first);
 		if (rc == 0) /* one inode: content and metadata are already there */
 			goto done;
-		warn(c, rc, "cannot hardlink to %s (%s); writing a separate copy", first,
-		     strerror(-rc));
+		warn(c, rc, "cannot hardlink to %s, writing a separate copy", first);
 		rc = 0;
 	}
 	if (n->size > (uint64_t)INT64_MAX) {
@@ -609,7 +613,7 @@ static int restore_file(struct restore *c, int dirfd, const struct fv_node *n)
 	if (fd < 0) {
 		if (write_fatal(fd))
 			return fv_err_sys(c->e, fd, "cannot create %s/%s", c->o->target, c->path);
-		warn(c, fd, "cannot create file: %s", strerror(-fd));
+		warn(c, fd, "cannot create file");
 		c->st->errors++;
 		return 0;
 	}
@@ -625,7 +629,7 @@ static int restore_file(struct restore *c, int dirfd, const struct fv_node *n)
 			fv_err_sys(c->e, rc, "cannot set the size of %s/%s", c->o->target, c->path);
 			goto out;
 		}
-		warn(c, rc, "cannot set size %" PRIu64 ": %s", n->size, strerror(-rc));
+		warn(c, rc, "cannot set size %" PRIu64, n->size);
 		rc = 0;
 		bad = true;
 	}
@@ -638,7 +642,7 @@ static int restore_file(struct restore *c, int dirfd, const struct fv_node *n)
 		bad = true;
 	if (close(fd) < 0) {
 		rc = -errno;
-		warn(c, rc, "error closing the file: %s", strerror(-rc));
+		warn(c, rc, "error closing the file");
 		rc = 0;
 		bad = true;
 	}
@@ -681,7 +685,7 @@ static int restore_other(struct restore *c, int dirfd, const struct fv_node *n)
 		if ((n->type == FV_FT_CHR || n->type == FV_FT_BLK) && rc == -EPERM)
 			warn(c, rc, "device not restored: creating devices needs root");
 		else
-			warn(c, rc, "cannot create: %s", strerror(-rc));
+			warn(c, rc, "cannot create");
 		c->st->errors++;
 		return 0;
 	}
@@ -711,8 +715,7 @@ static int restore_dir(struct restore *c, int dirfd, const struct fv_node *n, bo
 			if (write_fatal(subfd))
 				return fv_err_sys(c->e, subfd, "cannot create %s/%s", c->o->target,
 						  c->path);
-			warn(c, subfd, "cannot create directory: %s; skipping what is below",
-			     strerror(-subfd));
+			warn(c, subfd, "cannot create directory, skipping what is below");
 			c->st->errors++;
 			return 0;
 		}

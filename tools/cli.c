@@ -169,6 +169,10 @@ int cli_open_repo(struct cli *c, const char *path, unsigned flags, struct fv_rep
 		if (rc)
 			return rc;
 	}
+	if (need && c->passlen == 0) {
+		fv_log(&c->log, LOG_ERR, "the passphrase for %s is empty (is FABVAULT_PASSPHRASE set but empty?)", path);
+		return FV_EXIT_PASS;
+	}
 	int rc = fv_repo_open(path, flags, c->pass, c->passlen, r, &e);
 	if (rc < 0)
 		return cli_fail(c, &e, true);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../backupd/lock.h"
@@ -116,6 +117,17 @@ int cmd_init(struct cli *c, int argc, char **argv)
 	if (argc - optind != 1)
 		return cli_usage(c, "init", "expected exactly one REPO argument");
 	const char *path = argv[optind];
+	if (fv_chunker_params_check(&o.chunk) < 0)
+		return cli_usage(c, "init",
+				 "bad --chunk-sizes %u,%u,%u: need 1 <= MIN < AVG < MAX <= 65536 (KiB), AVG a power "
+				 "of two",
+				 o.chunk.min / 1024, o.chunk.avg / 1024, o.chunk.max / 1024);
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode)) {
+		/* say so before asking for a passphrase */
+		fv_log(&c->log, LOG_ERR, "%s exists and is not a directory", path);
+		return FV_EXIT_ERROR;
+	}
 	if (o.enc != FV_ENC_NONE) {
 		int rc = cli_get_passphrase(c, true);
 		if (rc)

@@ -1,0 +1,147 @@
+# shellcheck shell=bash
+# lib.sh: helpers for integration tests; each tests/integration/*.sh starts with
+#
+#   . "$(dirname "$0")/lib.sh"
+#
+# and is run by tests/run with FV_BIN (the fabvault binary), FV_BUILD (the
+# build directory) and FV_SRC (the repository root) set. A test exits 0 when
+# it passes, 77 to be skipped (see skip), anything else when it fails. stdin
+# is /dev/null and there is no controlling terminal, so nothing can prompt.
+#
+# Provides:
+#   $T                      a fresh directory for this test, removed on exit
+#                           (kept, and its path printed, with FV_KEEP=1)
+#   fv ARGS...              run "$FV_BIN" ARGS...
+#   fv_init REPO [ARGS...]  fv init REPO --kdf interactive ARGS... (cheap Argon2id)
+#   assert_eq ACTUAL EXPECTED [WHAT]
+#   assert_exit CODE CMD... run CMD, fail unless it exits CODE (its stderr is
+#                           printed on mismatch and kept in $T/stderr either way)
+#   fail MSG / skip MSG     end the test as failed / skipped (exit 77)
+#   need_root, need_cmd CMD skip unless root / unless CMD exists
+#   slow                    skip under `tests/run --quick` (FV_QUICK=1)
+#   gentree DIR [ARGS...]   tests/tools/gentree.sh, --size small (the default)
+#   treecmp [ARGS...] A B   tests/tools/treecmp.c, as built in $FV_BUILD/tests
+#   on_exit CMD             run CMD (eval'd) at exit, before $T is removed
+# FABVAULT_PASSPHRASE is test-passphrase (set it again to test another one);
+# CREDENTIALS_DIRECTORY is unset so no ambient secret leaks in.
+
+set -Eeuo pipefail
+trap 'fv_err_trap $? "$BASH_COMMAND"' ERR
+
+: "${FV_BIN:?FV_BIN is not set: run integration tests through tests/run}"
+: "${FV_BUILD:?FV_BUILD is not set: run integration tests through tests/run}"
+: "${FV_SRC:?FV_SRC is not set: run integration tests through tests/run}"
+
+export FABVAULT_PASSPHRASE=test-passphrase
+unset CREDENTIALS_DIRECTORY
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/fv-$(basename "$0" .sh).XXXXXX")
+fv_exit_cmds=()
+
+on_exit() {
+	fv_exit_cmds+=("$1")
+}
+
+fv_cleanup() {
+	local rc=$? c
+	set +e
+	trap - ERR # a failing clean-up command is not a test failure
+	trap '' HUP INT TERM # a timeout signals more than once: finish cleaning up
+	for c in "${fv_exit_cmds[@]}"; do
+		eval "$c"
+	done
+	if [ "${FV_KEEP:-0}" = 1 ]; then
+		echo "kept test directory: $T" >&2
+	else
+		# entries of mode 0000 (and read-only directories) must be opened up first
+		chmod -R u+rwx "$T" 2>/dev/null
+		rm -rf "$T"
+	fi
+	exit "$rc"
+}
+trap fv_cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM # a timeout: clean up all the same
+
+# file:line of the innermost caller outside lib.sh, for messages.
+fv_where() {
+	local i
+	for ((i = 1; i < ${#BASH_SOURCE[@]}; i++)); do
+		[ "${BASH_SOURCE[i]}" = "${BASH_SOURCE[0]}" ] || break
+	done
+	echo "${BASH_SOURCE[i]##*/}:${BASH_LINENO[i - 1]}"
+}
+
+# set -e ends the test at a failing command: say which one, and where.
+fv_err_trap() {
+	echo "FAIL: $(fv_where): exit $1: $2" >&2
+}
+
+fail() {
+	echo "FAIL: $(fv_where): $*" >&2
+	exit 1
+}
+
+skip() {
+	echo "$*"
+	exit 77
+}
+
+need_root() {
+	[ "$(id -u)" = 0 ] || skip "needs root"
+}
+
+need_cmd() {
+	command -v "$1" >/dev/null || skip "needs $1"
+}
+
+slow() {
+	[ "${FV_QUICK:-0}" != 1 ] || skip "slow test, skipped by --quick"
+}
+
+fv() {
+	"$FV_BIN" "$@"
+}
+
+fv_init() {
+	local repo=$1
+	shift
+	fv init "$repo" --kdf interactive "$@"
+}
+
+assert_eq() {
+	[ "$1" = "$2" ] || fail "${3:-value}: expected '$2', got '$1'"
+}
+
+assert_exit() {
+	local want=$1 rc=0
+	shift
+	"$@" 2>"$T/stderr" || rc=$?
+	if [ "$rc" != "$want" ]; then
+		echo "--- stderr of: $*" >&2
+		cat "$T/stderr" >&2
+		echo "---" >&2
+		fail "expected exit $want, got $rc: $*"
+	fi
+}
+
+gentree() {
+	"$FV_SRC/tests/tools/gentree.sh" "$@"
+}
+
+treecmp() {
+	[ -x "$FV_BUILD/tests/treecmp" ] || fail "$FV_BUILD/tests/treecmp is not built (tests/meson.build)"
+	"$FV_BUILD/tests/treecmp" "$@"
+}
+
+# assert_stderr ERE         fail unless the stderr kept by the last assert_exit
+#                           matches ERE (grep -E, case-insensitive); used to
+#                           check that a failure says what happened
+assert_stderr() {
+	grep -E -i -q -e "$1" "$T/stderr" && return 0
+	echo "--- stderr:" >&2
+	cat "$T/stderr" >&2
+	echo "---" >&2
+	fail "stderr does not match /$1/"
+}
