@@ -461,44 +461,16 @@ static int store_dir(struct bctx *c, int dfd, uint8_t id[FV_ID_LEN], int depth, 
 {
 	struct fv_tree t = {0};
 	char **names = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
 	int rc = 0;
 
 	if (dfd >= 0) {
-		int dup_fd = dup(dfd);
-		DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-		if (!d) {
-			if (dup_fd >= 0)
-				close(dup_fd);
-			return fv_err_sys(c->e, -errno, "cannot read directory %s", c->path);
-		}
-		struct dirent *de;
-		errno = 0;
-		while ((de = readdir(d))) {
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 32;
-				char **v = realloc(names, cap * sizeof *v);
-				if (!v) {
-					rc = -ENOMEM;
-					break;
-				}
-				names = v;
-			}
-			if (!(names[n] = strdup(de->d_name))) {
-				rc = -ENOMEM;
-				break;
-			}
-			n++;
-		}
-		if (rc == 0 && errno)
-			warn(c, c->path, -errno, "error while listing directory; listing may be incomplete");
-		closedir(d);
-		if (rc < 0) {
-			fv_err_set(c->e, rc, "out of memory");
-			goto out;
-		}
+		int lerr;
+		rc = fv_dir_names(dfd, NULL, 0, &names, &n, &lerr);
+		if (rc < 0)
+			return fv_err_sys(c->e, rc, "cannot read directory %s", c->path);
+		if (lerr)
+			warn(c, c->path, lerr, "error while listing directory; listing may be incomplete");
 		if (n)
 			qsort(names, n, sizeof *names, name_cmp);
 	}
@@ -533,9 +505,7 @@ static int store_dir(struct bctx *c, int dfd, uint8_t id[FV_ID_LEN], int depth, 
 	rc = store_tree_blob(c, &t, id);
 out:
 	fv_tree_free(&t);
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	fv_names_free(names, n);
 	return rc;
 }
 

@@ -318,53 +318,15 @@ out:
 /* Names in dir that look like object ids, sorted. */
 int fv_repo_list(struct fv_repo *r, const char *dir, char ***names, size_t *n, struct fv_err *e)
 {
-	int dfd = openat(r->fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return fv_err_sys(e, -errno, "cannot open %s/%s", r->path, dir);
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return fv_err_sys(e, -errno, "cannot read %s/%s", r->path, dir);
-	}
-	char **v = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 64;
-			char **nv = realloc(v, cap * sizeof *v);
-			if (!nv) {
-				rc = -ENOMEM;
-				break;
-			}
-			v = nv;
-		}
-		if (!(v[cnt] = strdup(de->d_name))) {
-			rc = -ENOMEM;
-			break;
-		}
-		cnt++;
-	}
-	closedir(d);
-	if (rc < 0) {
-		for (size_t i = 0; i < cnt; i++)
-			free(v[i]);
-		free(v);
-		return fv_err_set(e, rc, "out of memory listing %s", dir);
-	}
-	*names = v;
-	*n = cnt;
+	int rc = fv_dir_names(r->fd, dir, 1, names, n, NULL);
+	if (rc < 0)
+		return fv_err_sys(e, rc, "cannot list %s/%s", r->path, dir);
 	return 0;
 }
 
 void fv_repo_names_free(char **v, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
+	fv_names_free(v, n);
 }
 
 static int load_index(struct fv_repo *r, struct fv_err *e)
@@ -400,24 +362,14 @@ static void clean_tmp(struct fv_repo *r)
 {
 	char **names = NULL;
 	size_t n = 0;
-	if (fv_repo_list(r, "tmp", &names, &n, NULL) < 0)
-		return;
 	int dfd = openat(r->fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
+	if (dfd >= 0 && fv_dir_names(dfd, NULL, 0, &names, &n, NULL) == 0) {
 		for (size_t i = 0; i < n; i++)
 			unlinkat(dfd, names[i], 0);
+		fv_names_free(names, n);
+	}
+	if (dfd >= 0)
 		close(dfd);
-	}
-	fv_repo_names_free(names, n);
-	/* dot files (durable-write temporaries) are not listed above */
-	DIR *d = fdopendir(openat(r->fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d)))
-			if (de->d_name[0] == '.' && strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-				unlinkat(dirfd(d), de->d_name, 0);
-		closedir(d);
-	}
 }
 
 int fv_repo_open(const char *path, unsigned flags, const char *pass, size_t passlen,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -194,4 +195,67 @@ int fv_mkdir_p(int dirfd, const char *path, mode_t mode)
 	if (fstatat(dirfd, path, &st, 0) < 0)
 		return -errno;
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+void fv_names_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+int fv_dir_names(int dirfd, const char *path, int skip_hidden, char ***names, size_t *n, int *errors)
+{
+	/* NULL: dirfd itself, without a lookup (which would need search permission) */
+	int fd = path ? openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : dup(dirfd);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	rewinddir(d);
+	char **v = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc = 0;
+	struct dirent *de;
+	if (errors)
+		*errors = 0;
+	for (;;) {
+		errno = 0;
+		if (!(de = readdir(d))) {
+			if (errno && errors)
+				*errors = -errno;
+			else if (errno)
+				rc = -errno;
+			break;
+		}
+		const char *nm = de->d_name;
+		if (!strcmp(nm, ".") || !strcmp(nm, "..") || (skip_hidden && nm[0] == '.'))
+			continue;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 32;
+			char **nv = realloc(v, cap * sizeof *v);
+			if (!nv) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		if (!(v[cnt] = strdup(nm))) {
+			rc = -ENOMEM;
+			break;
+		}
+		cnt++;
+	}
+	closedir(d);
+	if (rc < 0) {
+		fv_names_free(v, cnt);
+		return rc;
+	}
+	*names = v;
+	*n = cnt;
+	return 0;
 }

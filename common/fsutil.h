@@ -31,6 +31,14 @@ int fv_fsync_dir(int dirfd, const char *path);
 int fv_write_file_durable(int dirfd, const char *tmpdir, const char *path, const void *p, size_t n,
 			  int no_replace);
 
+/* The names in directory dirfd/path (path NULL: dirfd itself), without "."
+ * and "..", and without any name starting with '.' when skip_hidden, in
+ * readdir order: *names[*n], free with fv_names_free. Returns 0 or -errno.
+ * With errors (may be NULL), a readdir error after some entries is not
+ * fatal: the names so far are returned and *errors is set to -errno. */
+int fv_dir_names(int dirfd, const char *path, int skip_hidden, char ***names, size_t *n, int *errors);
+void fv_names_free(char **v, size_t n);
+
 /* mkdir dirfd/path with mode, parents included; existing directories are
  * fine. Returns 0 or -errno. */
 int fv_mkdir_p(int dirfd, const char *path, mode_t mode);

@@ -241,6 +241,16 @@ void cli_progress(struct cli *c, uint64_t files, uint64_t total_files, uint64_t 
 	c->prog_shown = true;
 }
 
+void cli_warn(void *ud, const char *path, int code, const char *msg)
+{
+	struct cli *c = ud;
+	cli_progress_done(c);
+	if (code)
+		fv_log(&c->log, LOG_WARNING, "%s: %s: %s", path, msg, strerror(-code));
+	else
+		fv_log(&c->log, LOG_WARNING, "%s: %s", path, msg);
+}
+
 void cli_progress_done(struct cli *c)
 {
 	if (c->prog_shown)

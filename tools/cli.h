@@ -62,6 +62,10 @@ void cli_forget_passphrase(struct cli *c);
  * one). Returns 0 or an exit status after printing the error. */
 int cli_open_repo(struct cli *c, const char *path, unsigned flags, struct fv_repo **r);
 
+/* A warning about one entry (engine warn callback; ud is the struct cli):
+ * "PATH: MSG: strerror(-code)", code 0 for none. */
+void cli_warn(void *ud, const char *path, int code, const char *msg);
+
 /* The progress line: on a TTY only, rewritten in place on stderr. */
 void cli_progress(struct cli *c, uint64_t files, uint64_t total_files, uint64_t bytes, uint64_t total_bytes,
 		  const char *what);

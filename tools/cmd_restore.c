@@ -30,15 +30,6 @@ static const char help[] =
 	"  -v, --verbose          print each restored path on stderr\n"
 	"  -h, --help             this help\n\n" FV_EXIT_CODES_HELP;
 
-static void on_warn(void *ud, const char *path, int code, const char *msg)
-{
-	struct cli *c = ud;
-	cli_progress_done(c);
-	if (code)
-		fv_log(&c->log, LOG_WARNING, "%s: %s: %s", path, msg, strerror(-code));
-	else
-		fv_log(&c->log, LOG_WARNING, "%s: %s", path, msg);
-}
 
 static void on_progress(void *ud, const struct fv_restore_progress *p)
 {
@@ -69,7 +60,7 @@ struct both {
 
 static void w_warn(void *ud, const char *path, int code, const char *msg)
 {
-	on_warn(((struct both *)ud)->c, path, code, msg);
+	cli_warn(((struct both *)ud)->c, path, code, msg);
 }
 
 static void w_progress(void *ud, const struct fv_restore_progress *p)

@@ -31,15 +31,6 @@ struct snapctx {
 	struct cli *c;
 };
 
-static void on_warn(void *ud, const char *path, int code, const char *msg)
-{
-	struct cli *c = ud;
-	cli_progress_done(c);
-	if (code)
-		fv_log(&c->log, LOG_WARNING, "%s: %s: %s", path, msg, strerror(-code));
-	else
-		fv_log(&c->log, LOG_WARNING, "%s: %s", path, msg);
-}
 
 static void on_progress(void *ud, const struct fv_backup_progress *p)
 {
@@ -110,7 +101,7 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 	o.ntags = ntags;
 	o.excludes = ex;
 	o.nexcludes = nex;
-	o.warn = on_warn;
+	o.warn = cli_warn;
 	o.ud = c;
 	if (c->tty && !c->quiet) {
 		o.progress = on_progress;
