@@ -272,7 +272,7 @@ static int store_file_once(struct bctx *c, int fd, uint64_t size, struct fv_node
 		off_t d = lseek(fd, (off_t)off, SEEK_DATA);
 		if (d < 0) {
 			if (errno == ENXIO)
-				break; /* only a hole is left */
+				break;  /* only a hole is left */
 			d = (off_t)off; /* no hole support: all data */
 		}
 		off_t h = lseek(fd, d, SEEK_HOLE);
@@ -395,8 +395,8 @@ static int make_node(struct bctx *c, int dfd, const char *name, struct stat *st,
 		return 0;
 	case FV_FT_DIR: {
 		if (depth >= MAX_DEPTH)
-			return fv_err_set(c->e, -ELOOP, "%s: directories nested deeper than %d levels", c->path,
-					  MAX_DEPTH);
+			return fv_err_set(c->e, -ELOOP, "%s: directories nested deeper than %d levels",
+					  c->path, MAX_DEPTH);
 		int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub < 0) {
 			warn(c, c->path, -errno, "cannot open directory, skipped");
@@ -700,8 +700,8 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 		return fv_err_set(e, -EINVAL, "no source path given");
 	/* refuse before any work what the snapshot could not record */
 	if (o->npaths > FV_SNAP_PATHS_MAX || o->ntags > FV_SNAP_TAGS_MAX)
-		return fv_err_set(e, -EINVAL, "at most %d source paths and %d tags per snapshot", FV_SNAP_PATHS_MAX,
-				  FV_SNAP_TAGS_MAX);
+		return fv_err_set(e, -EINVAL, "at most %d source paths and %d tags per snapshot",
+				  FV_SNAP_PATHS_MAX, FV_SNAP_TAGS_MAX);
 	for (size_t i = 0; i < o->ntags; i++)
 		if (!o->tags[i][0] || strlen(o->tags[i]) > 255)
 			return fv_err_set(e, -EINVAL, "tag '%s': a tag has 1 to 255 bytes", o->tags[i]);
@@ -745,7 +745,8 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 			goto out;
 		}
 		if (!abs[i]) {
-			rc = fv_err_sys(e, -errno ? -errno : -ENOMEM, "cannot resolve source path %s", o->paths[i]);
+			rc = fv_err_sys(e, -errno ? -errno : -ENOMEM, "cannot resolve source path %s",
+					o->paths[i]);
 			goto out;
 		}
 	}

@@ -72,15 +72,15 @@ struct cctx {
 	const struct fv_check_opts *o;
 	struct fv_check_result *res;
 	struct fv_err *e;
-	struct idset damaged;   /* blobs known damaged or missing */
-	struct idset clean;     /* trees whose whole subtree checked clean */
-	const char *cur_pack;   /* for scan callbacks */
+	struct idset damaged; /* blobs known damaged or missing */
+	struct idset clean;   /* trees whose whole subtree checked clean */
+	const char *cur_pack; /* for scan callbacks */
 	struct fv_pack_entry *cur_toc;
 	uint32_t cur_ntoc;
 	uint32_t cur_num;
 	bool cur_has_num;
-	uint64_t cur_broken;  /* offset where the frame walk lost its way, or UINT64_MAX */
-	bool index_damaged;   /* an index file could not be read */
+	uint64_t cur_broken; /* offset where the frame walk lost its way, or UINT64_MAX */
+	bool index_damaged;  /* an index file could not be read */
 	char snapdesc[96];
 	char path[8192];
 	size_t pathlen;
@@ -160,7 +160,8 @@ static void mark_damaged_from(struct cctx *c, uint64_t off, uint64_t end)
 	if (c->cur_has_num) {
 		for (size_t i = 0; i < c->r->idx.n; i++) {
 			const struct fv_index_entry *ie = &c->r->idx.e[i];
-			if (fv_index_pack(ie) == c->cur_num && (uint64_t)ie->off + ie->len > off && ie->off < end)
+			if (fv_index_pack(ie) == c->cur_num && (uint64_t)ie->off + ie->len > off &&
+			    ie->off < end)
 				idset_add(&c->damaged, ie->id);
 		}
 	}
@@ -197,7 +198,8 @@ static int check_after_break(struct cctx *c, int fd)
 		if (rc < 0 && rc != -ENOMEM) {
 			char hex[2 * FV_ID_LEN + 1];
 			fv_hex(pe->id, FV_ID_LEN, hex);
-			report(c, c->cur_has_num, "%s: blob %.16s at offset %u is damaged", c->cur_pack, hex, pe->off);
+			report(c, c->cur_has_num, "%s: blob %.16s at offset %u is damaged", c->cur_pack, hex,
+			       pe->off);
 			idset_add(&c->damaged, pe->id);
 		}
 	}
@@ -211,7 +213,8 @@ static int check_after_break(struct cctx *c, int fd)
 			if (rc < 0 && rc != -ENOMEM) {
 				char hex[2 * FV_ID_LEN + 1];
 				fv_hex(ie->id, FV_ID_LEN, hex);
-				report(c, true, "%s: blob %.16s at offset %u is damaged", c->cur_pack, hex, ie->off);
+				report(c, true, "%s: blob %.16s at offset %u is damaged", c->cur_pack, hex,
+				       ie->off);
 				idset_add(&c->damaged, ie->id);
 			}
 		}
@@ -239,7 +242,8 @@ static const struct fv_pack_entry *toc_find(const struct cctx *c, uint32_t off)
 	return lo < c->cur_ntoc && c->cur_toc[lo].off == off ? &c->cur_toc[lo] : NULL;
 }
 
-static int check_one_pack(struct cctx *c, const char *rel, const uint8_t packid[FV_PACK_ID_LEN], uint8_t *seen)
+static int check_one_pack(struct cctx *c, const char *rel, const uint8_t packid[FV_PACK_ID_LEN],
+			  uint8_t *seen)
 {
 	struct stat st;
 	int rc = 0;
@@ -269,7 +273,8 @@ static int check_one_pack(struct cctx *c, const char *rel, const uint8_t packid[
 	if (rc == -ENOMEM)
 		goto out;
 	if (rc < 0) {
-		report(c, c->cur_has_num, "%s: table of contents unreadable (damaged, truncated or tampered)", rel);
+		report(c, c->cur_has_num, "%s: table of contents unreadable (damaged, truncated or tampered)",
+		       rel);
 		c->cur_toc = NULL;
 		c->cur_ntoc = 0;
 	} else {
@@ -308,15 +313,15 @@ static int check_one_pack(struct cctx *c, const char *rel, const uint8_t packid[
 			if (fv_index_pack(ie) != c->cur_num)
 				continue;
 			const struct fv_pack_entry *pe = toc_find(c, ie->off);
-			if (!pe || pe->len != ie->len || pe->type != fv_index_type(ie) || pe->rawlen != ie->rawlen ||
-			    memcmp(pe->id, ie->id, FV_ID_LEN)) {
+			if (!pe || pe->len != ie->len || pe->type != fv_index_type(ie) ||
+			    pe->rawlen != ie->rawlen || memcmp(pe->id, ie->id, FV_ID_LEN)) {
 				mismatched++;
 				idset_add(&c->damaged, ie->id);
 			}
 		}
 		if (mismatched)
-			report(c, true, "%s: %llu index entries do not match the pack's table of contents", rel,
-			       (unsigned long long)mismatched);
+			report(c, true, "%s: %llu index entries do not match the pack's table of contents",
+			       rel, (unsigned long long)mismatched);
 	}
 out:
 	free(c->cur_toc);
@@ -350,7 +355,8 @@ static int check_packs(struct cctx *c)
 			uint8_t pid[FV_PACK_ID_LEN];
 			char rel[128];
 			snprintf(rel, sizeof rel, "%s/%s", sub, names[j]);
-			if (fv_unhex(names[j], pid, FV_PACK_ID_LEN) < 0 || strncmp(names[j], dirs[i], 2) != 0) {
+			if (fv_unhex(names[j], pid, FV_PACK_ID_LEN) < 0 ||
+			    strncmp(names[j], dirs[i], 2) != 0) {
 				report(c, false, "%s: unexpected file in packs/ (ignored)", rel);
 				continue;
 			}
@@ -371,7 +377,8 @@ static int check_packs(struct cctx *c)
 				lost++;
 			}
 		}
-		report(c, true, "%s is missing: %llu blobs named by the index are lost", rel, (unsigned long long)lost);
+		report(c, true, "%s is missing: %llu blobs named by the index are lost", rel,
+		       (unsigned long long)lost);
 	}
 	free(seen);
 	fv_repo_names_free(dirs, nd);
@@ -463,14 +470,16 @@ static bool walk_tree(struct cctx *c, const uint8_t id[FV_ID_LEN], int depth)
 		return false;
 	}
 	if (!fv_repo_has(c->r, id)) {
-		report(c, true, "snapshot %s: %s: directory listing (tree %.16s) is missing; everything below "
-				"is lost",
+		report(c, true,
+		       "snapshot %s: %s: directory listing (tree %.16s) is missing; everything below "
+		       "is lost",
 		       c->snapdesc, shown_path(c), hex);
 		return false;
 	}
 	if (idset_has(&c->damaged, id) || fv_repo_tree(c->r, id, &t, &le) < 0) {
-		report(c, true, "snapshot %s: %s: directory listing (tree %.16s) is damaged; everything below is "
-				"lost",
+		report(c, true,
+		       "snapshot %s: %s: directory listing (tree %.16s) is damaged; everything below is "
+		       "lost",
 		       c->snapdesc, shown_path(c), hex);
 		idset_add(&c->damaged, id);
 		fv_tree_free(&t);
@@ -485,10 +494,12 @@ static bool walk_tree(struct cctx *c, const uint8_t id[FV_ID_LEN], int depth)
 		} else if (nd->type == FV_FT_REG) {
 			uint64_t bad = 0;
 			for (uint32_t k = 0; k < nd->nchunks; k++)
-				if (!fv_repo_has(c->r, nd->chunks[k].id) || idset_has(&c->damaged, nd->chunks[k].id))
+				if (!fv_repo_has(c->r, nd->chunks[k].id) ||
+				    idset_has(&c->damaged, nd->chunks[k].id))
 					bad++;
 			if (bad) {
-				report(c, true, "snapshot %s: %s: %llu of %u content chunks are damaged or missing",
+				report(c, true,
+				       "snapshot %s: %s: %llu of %u content chunks are damaged or missing",
 				       c->snapdesc, shown_path(c), (unsigned long long)bad, nd->nchunks);
 				ok = false;
 			}
@@ -513,8 +524,8 @@ static int check_snapshots(struct cctx *c)
 		uint8_t *pt = NULL, id[FV_ID_LEN];
 		size_t len;
 		struct fv_snapshot s = {0};
-		rc = fv_repo_obj_read(c->r, "snapshots", names[i], SNAPSHOT_MAGIC, FV_OBJ_SNAPSHOT, &pt, &len, id,
-				      &le);
+		rc = fv_repo_obj_read(c->r, "snapshots", names[i], SNAPSHOT_MAGIC, FV_OBJ_SNAPSHOT, &pt, &len,
+				      id, &le);
 		if (rc == 0) {
 			rc = fv_snapshot_decode(pt, len, &s);
 			free(pt);

@@ -53,7 +53,8 @@ size_t fv_seal_overhead(enum fv_enc alg)
 {
 	switch (alg) {
 	case FV_ENC_XCHACHA:
-		return crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES;
+		return crypto_aead_xchacha20poly1305_ietf_NPUBBYTES +
+		       crypto_aead_xchacha20poly1305_ietf_ABYTES;
 	case FV_ENC_AESGCM:
 		return crypto_aead_aes256gcm_NPUBBYTES + crypto_aead_aes256gcm_ABYTES;
 	case FV_ENC_NONE:
@@ -80,8 +81,8 @@ static void none_mac(const struct fv_keys *k, const uint8_t ad[AD_LEN], const ui
 	crypto_generichash_final(&st, mac, NONE_MAC_LEN);
 }
 
-int fv_seal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], const uint8_t *pt,
-	    size_t n, uint8_t *out)
+int fv_seal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], const uint8_t *pt, size_t n,
+	    uint8_t *out)
 {
 	uint8_t ad[AD_LEN];
 	make_ad(ad, type, id);
@@ -89,8 +90,8 @@ int fv_seal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], 
 	case FV_ENC_XCHACHA: {
 		uint8_t *nonce = out;
 		randombytes_buf(nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-		crypto_aead_xchacha20poly1305_ietf_encrypt(out + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, NULL,
-							   pt, n, ad, AD_LEN, NULL, nonce, k->enc);
+		crypto_aead_xchacha20poly1305_ietf_encrypt(out + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+							   NULL, pt, n, ad, AD_LEN, NULL, nonce, k->enc);
 		return 0;
 	}
 	case FV_ENC_AESGCM: {
@@ -98,8 +99,8 @@ int fv_seal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], 
 			return -ENOTSUP;
 		uint8_t *nonce = out;
 		randombytes_buf(nonce, crypto_aead_aes256gcm_NPUBBYTES);
-		crypto_aead_aes256gcm_encrypt(out + crypto_aead_aes256gcm_NPUBBYTES, NULL, pt, n, ad, AD_LEN, NULL,
-					      nonce, k->enc);
+		crypto_aead_aes256gcm_encrypt(out + crypto_aead_aes256gcm_NPUBBYTES, NULL, pt, n, ad, AD_LEN,
+					      NULL, nonce, k->enc);
 		return 0;
 	}
 	case FV_ENC_NONE:
@@ -110,8 +111,8 @@ int fv_seal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], 
 	return -EINVAL;
 }
 
-int fv_unseal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], const uint8_t *ct,
-	      size_t n, uint8_t *out, size_t *outlen)
+int fv_unseal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], const uint8_t *ct, size_t n,
+	      uint8_t *out, size_t *outlen)
 {
 	uint8_t ad[AD_LEN];
 	size_t ov = fv_seal_overhead(k->alg);
@@ -122,8 +123,8 @@ int fv_unseal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN]
 	switch (k->alg) {
 	case FV_ENC_XCHACHA: {
 		size_t nb = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
-		if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, &got, NULL, ct + nb, n - nb, ad, AD_LEN, ct,
-							       k->enc) != 0)
+		if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, &got, NULL, ct + nb, n - nb, ad, AD_LEN,
+							       ct, k->enc) != 0)
 			return -EBADMSG;
 		*outlen = (size_t)got;
 		return 0;
@@ -132,7 +133,8 @@ int fv_unseal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN]
 		size_t nb = crypto_aead_aes256gcm_NPUBBYTES;
 		if (!crypto_aead_aes256gcm_is_available())
 			return -ENOTSUP;
-		if (crypto_aead_aes256gcm_decrypt(out, &got, NULL, ct + nb, n - nb, ad, AD_LEN, ct, k->enc) != 0)
+		if (crypto_aead_aes256gcm_decrypt(out, &got, NULL, ct + nb, n - nb, ad, AD_LEN, ct, k->enc) !=
+		    0)
 			return -EBADMSG;
 		*outlen = (size_t)got;
 		return 0;

@@ -61,14 +61,14 @@ size_t fv_seal_overhead(enum fv_enc alg);
 /* Seal pt[0..n) into out (n + fv_seal_overhead() bytes). The associated data
  * is type || id, so a sealed object cannot be presented as another type or
  * under another id. out must not overlap pt. Returns 0 or -EIO. */
-int fv_seal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], const uint8_t *pt,
-	    size_t n, uint8_t *out);
+int fv_seal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], const uint8_t *pt, size_t n,
+	    uint8_t *out);
 
 /* Open a sealed object of n bytes into out (room for n - overhead bytes);
  * *outlen is the plaintext length. Returns 0, or -EBADMSG when it is too
  * short, was tampered with, or belongs to another type/id/key. */
-int fv_unseal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], const uint8_t *ct,
-	      size_t n, uint8_t *out, size_t *outlen);
+int fv_unseal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], const uint8_t *ct, size_t n,
+	      uint8_t *out, size_t *outlen);
 
 /* Fill p with n random bytes. */
 void fv_random(void *p, size_t n);

@@ -82,7 +82,8 @@ int fv_index_pack_number(struct fv_index *ix, const uint8_t packid[FV_PACK_ID_LE
 	memcpy(ix->packs[ix->npacks], packid, FV_PACK_ID_LEN);
 	ix->npacks++;
 	if (ix->npacks > ix->npslots / 4 * 3) {
-		int rc = rehash(&ix->pslots, &ix->npslots, ix->npacks * 2, ix->packs, FV_PACK_ID_LEN, ix->npacks);
+		int rc = rehash(&ix->pslots, &ix->npslots, ix->npacks * 2, ix->packs, FV_PACK_ID_LEN,
+				ix->npacks);
 		if (rc < 0) {
 			ix->npacks--;
 			return rc;
@@ -145,8 +146,8 @@ int fv_index_truncate(struct fv_index *ix, size_t n)
 
 size_t fv_index_memory(const struct fv_index *ix)
 {
-	return ix->cap * sizeof *ix->e + ix->nslots * sizeof *ix->slots + (size_t)ix->packcap * FV_PACK_ID_LEN +
-	       ix->npslots * sizeof *ix->pslots;
+	return ix->cap * sizeof *ix->e + ix->nslots * sizeof *ix->slots +
+	       (size_t)ix->packcap * FV_PACK_ID_LEN + ix->npslots * sizeof *ix->pslots;
 }
 
 static void to_pack_entry(const struct fv_index_entry *e, struct fv_pack_entry *pe)

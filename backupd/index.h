@@ -39,8 +39,14 @@ struct fv_index {
 	size_t npslots;
 };
 
-static inline uint32_t fv_index_pack(const struct fv_index_entry *e) { return e->pack_type & 0x0fffffffu; }
-static inline uint8_t fv_index_type(const struct fv_index_entry *e) { return (uint8_t)(e->pack_type >> 28); }
+static inline uint32_t fv_index_pack(const struct fv_index_entry *e)
+{
+	return e->pack_type & 0x0fffffffu;
+}
+static inline uint8_t fv_index_type(const struct fv_index_entry *e)
+{
+	return (uint8_t)(e->pack_type >> 28);
+}
 
 /* Free what ix owns; ix may be zero-initialised. */
 void fv_index_free(struct fv_index *ix);

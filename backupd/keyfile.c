@@ -24,8 +24,8 @@ static int derive_kek(uint8_t kek[32], const uint8_t *hdr, const char *pass, siz
 	if (ops < crypto_pwhash_OPSLIMIT_MIN || ops > crypto_pwhash_OPSLIMIT_MAX ||
 	    mem < crypto_pwhash_MEMLIMIT_MIN || mem > ((uint64_t)4 << 30))
 		return -EUCLEAN;
-	if (crypto_pwhash(kek, 32, pass, passlen, hdr + OFF_SALT, ops, (size_t)mem, crypto_pwhash_ALG_ARGON2ID13) !=
-	    0)
+	if (crypto_pwhash(kek, 32, pass, passlen, hdr + OFF_SALT, ops, (size_t)mem,
+			  crypto_pwhash_ALG_ARGON2ID13) != 0)
 		return -ENOMEM;
 	return 0;
 }

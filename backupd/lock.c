@@ -111,14 +111,16 @@ int fv_lock_acquire(int repofd, const char *path, bool *took_stale, struct fv_lo
 			continue;
 		}
 		if (rc < 0)
-			return fv_err_set(e, -EBUSY,
-					  "repository %s is locked (unreadable lock file); if no fabvault process "
-					  "uses it, run: fabvault break-lock %s",
-					  path, path);
-		return fv_err_set(e, -EBUSY,
-				  "repository %s is locked by process %ld on host %s; wait for it to finish, or, "
-				  "if that process is gone, run: fabvault break-lock %s",
-				  path, o.pid, o.host, path);
+			return fv_err_set(
+				e, -EBUSY,
+				"repository %s is locked (unreadable lock file); if no fabvault process "
+				"uses it, run: fabvault break-lock %s",
+				path, path);
+		return fv_err_set(
+			e, -EBUSY,
+			"repository %s is locked by process %ld on host %s; wait for it to finish, or, "
+			"if that process is gone, run: fabvault break-lock %s",
+			path, o.pid, o.host, path);
 	}
 	return fv_err_set(e, -EBUSY, "repository %s: could not take the lock (contended)", path);
 }

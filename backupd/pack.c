@@ -107,8 +107,8 @@ static int write_frame(struct fv_pack_writer *w, const uint8_t *p, size_t n)
 	return 0;
 }
 
-int fv_pack_writer_add(struct fv_pack_writer *w, uint8_t type, const uint8_t id[FV_ID_LEN],
-		       uint32_t rawlen, const uint8_t *p, size_t n, struct fv_pack_entry *ent)
+int fv_pack_writer_add(struct fv_pack_writer *w, uint8_t type, const uint8_t id[FV_ID_LEN], uint32_t rawlen,
+		       const uint8_t *p, size_t n, struct fv_pack_entry *ent)
 {
 	if (n + FV_FRAME_OVERHEAD > FV_FRAME_MAX || w->off + n + FV_FRAME_OVERHEAD > UINT32_MAX)
 		return -EFBIG;

@@ -56,8 +56,8 @@ int fv_pack_writer_open(struct fv_pack_writer *w, int repofd);
 
 /* Append one blob whose sealed payload is p[0..n); fills *ent. Returns 0 or
  * -errno (the pack is then unusable: abort it). */
-int fv_pack_writer_add(struct fv_pack_writer *w, uint8_t type, const uint8_t id[FV_ID_LEN],
-		       uint32_t rawlen, const uint8_t *p, size_t n, struct fv_pack_entry *ent);
+int fv_pack_writer_add(struct fv_pack_writer *w, uint8_t type, const uint8_t id[FV_ID_LEN], uint32_t rawlen,
+		       const uint8_t *p, size_t n, struct fv_pack_entry *ent);
 
 /* Write the sealed TOC and the trailer, fsync the file, rename it to
  * packs/xx/<id>, fsync that directory. Returns 0 or -errno; on error the

@@ -71,8 +71,8 @@ static bool dir_is_empty(int fd)
 	return empty;
 }
 
-int fv_repo_create(const char *path, const struct fv_repo_create_opts *o, const char *pass,
-		   size_t passlen, struct fv_err *e)
+int fv_repo_create(const char *path, const struct fv_repo_create_opts *o, const char *pass, size_t passlen,
+		   struct fv_err *e)
 {
 	uint8_t master[FV_KEY_LEN], kf[FV_KEYFILE_SIZE], cfgb[FV_CONFIG_SIZE];
 	struct fv_config c = {0};
@@ -92,7 +92,8 @@ int fv_repo_create(const char *path, const struct fv_repo_create_opts *o, const 
 				  "AES-256-GCM is not available on this CPU; use the default "
 				  "xchacha20-poly1305");
 	if (o->zstd_level < 0 || o->zstd_level > ZSTD_maxCLevel())
-		return fv_err_set(e, -EINVAL, "invalid zstd level %d (0..%d)", o->zstd_level, ZSTD_maxCLevel());
+		return fv_err_set(e, -EINVAL, "invalid zstd level %d (0..%d)", o->zstd_level,
+				  ZSTD_maxCLevel());
 	if (o->enc != FV_ENC_NONE && passlen == 0)
 		return fv_err_set(e, -ENOKEY, "an empty passphrase is not allowed");
 
@@ -108,7 +109,8 @@ int fv_repo_create(const char *path, const struct fv_repo_create_opts *o, const 
 		struct fv_config old;
 		uint8_t *p = NULL;
 		size_t n;
-		if (fv_read_file(fd, "config", 4096, &p, &n) == 0 && fv_config_decode(p, n, &old) != -EMEDIUMTYPE) {
+		if (fv_read_file(fd, "config", 4096, &p, &n) == 0 &&
+		    fv_config_decode(p, n, &old) != -EMEDIUMTYPE) {
 			free(p);
 			rc = fv_err_set(e, -EEXIST, "%s is already a fabvault repository", path);
 			goto out;
@@ -116,8 +118,8 @@ int fv_repo_create(const char *path, const struct fv_repo_create_opts *o, const 
 		free(p);
 	}
 	if (!dir_is_empty(fd)) {
-		rc = fv_err_set(e, -EEXIST, "%s is not empty; a new repository needs an empty or new directory",
-				path);
+		rc = fv_err_set(e, -EEXIST,
+				"%s is not empty; a new repository needs an empty or new directory", path);
 		goto out;
 	}
 	for (size_t i = 0; i < sizeof repo_dirs / sizeof repo_dirs[0]; i++) {
@@ -136,8 +138,8 @@ int fv_repo_create(const char *path, const struct fv_repo_create_opts *o, const 
 	c.created_ns = now_ns();
 	fv_random(master, sizeof master);
 	fv_keys_derive(master, c.enc, &k);
-	rc = fv_keyfile_wrap(master, c.repo_id, o->enc == FV_ENC_NONE ? FV_KDF_NONE : FV_KDF_ARGON2ID, o->kdf_ops,
-			     o->kdf_mem, pass, passlen, kf);
+	rc = fv_keyfile_wrap(master, c.repo_id, o->enc == FV_ENC_NONE ? FV_KDF_NONE : FV_KDF_ARGON2ID,
+			     o->kdf_ops, o->kdf_mem, pass, passlen, kf);
 	if (rc < 0) {
 		fv_err_set(e, rc, "key derivation (Argon2id, %llu MiB) failed: not enough memory",
 			   (unsigned long long)(o->kdf_mem >> 20));
@@ -173,7 +175,8 @@ static int read_config(int fd, const char *path, struct fv_config *c, uint8_t ra
 				  "fabvault init %s",
 				  path, path);
 	if (rc == -EFBIG)
-		return fv_err_set(e, -EMEDIUMTYPE, "%s is not a fabvault repository (config is not ours)", path);
+		return fv_err_set(e, -EMEDIUMTYPE, "%s is not a fabvault repository (config is not ours)",
+				  path);
 	if (rc < 0)
 		return fv_err_sys(e, rc, "cannot read %s/config", path);
 	rc = fv_config_decode(p, n, c);
@@ -210,9 +213,10 @@ int fv_repo_needs_passphrase(const char *path, struct fv_err *e)
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
-			return fv_err_set(e, -ENOENT,
-					  "%s is not a fabvault repository (%s); create one with: fabvault init DIR",
-					  path, errno == ENOENT ? "no such directory" : "not a directory");
+			return fv_err_set(
+				e, -ENOENT,
+				"%s is not a fabvault repository (%s); create one with: fabvault init DIR",
+				path, errno == ENOENT ? "no such directory" : "not a directory");
 		return fv_err_sys(e, -errno, "cannot open repository %s", path);
 	}
 	int rc = read_config(fd, path, &c, raw, e);
@@ -232,8 +236,8 @@ int fv_repo_needs_passphrase(const char *path, struct fv_err *e)
 /* "Object files" (index/, snapshots/): magic, u32 version, u32 zero,
  * sealed plaintext, u64 XXH3 of everything before. Named by the keyed id of
  * their plaintext. */
-static int obj_write(struct fv_repo *r, const char *dir, const char *magic, uint8_t type, const struct fv_buf *pt,
-		     uint8_t id[FV_ID_LEN], struct fv_err *e)
+static int obj_write(struct fv_repo *r, const char *dir, const char *magic, uint8_t type,
+		     const struct fv_buf *pt, uint8_t id[FV_ID_LEN], struct fv_err *e)
 {
 	struct fv_buf f = {0};
 	char name[PATH_MAX], hex[2 * FV_ID_LEN + 1];
@@ -268,7 +272,7 @@ out:
 /* Read object file dir/name, check checksum, unseal, check that the name is
  * the keyed id of the plaintext. *pt is malloc'd. */
 int fv_repo_obj_read(struct fv_repo *r, const char *dir, const char *name, const char *magic, uint8_t type,
-		    uint8_t **pt, size_t *ptlen, uint8_t id[FV_ID_LEN], struct fv_err *e)
+		     uint8_t **pt, size_t *ptlen, uint8_t id[FV_ID_LEN], struct fv_err *e)
 {
 	char rel[PATH_MAX];
 	uint8_t *p = NULL, *out = NULL, chk[FV_ID_LEN];
@@ -277,14 +281,16 @@ int fv_repo_obj_read(struct fv_repo *r, const char *dir, const char *name, const
 
 	snprintf(rel, sizeof rel, "%s/%s", dir, name);
 	if (strlen(name) != 2 * FV_ID_LEN || fv_unhex(name, id, FV_ID_LEN) < 0)
-		return fv_err_set(e, -EUCLEAN, "repository %s: unexpected file %s (not an object name)", r->path,
-				  rel);
+		return fv_err_set(e, -EUCLEAN, "repository %s: unexpected file %s (not an object name)",
+				  r->path, rel);
 	rc = fv_read_file(r->fd, rel, OBJ_FILE_MAX, &p, &n);
 	if (rc < 0)
 		return fv_err_sys(e, rc, "cannot read %s/%s", r->path, rel);
 	size_t ov = fv_seal_overhead(r->keys.alg);
-	if (n < OBJ_HDR_LEN + ov + 8 || memcmp(p, magic, 8) != 0 || XXH3_64bits(p, n - 8) != fv_get_le64(p + n - 8)) {
-		rc = fv_err_set(e, -EUCLEAN, "repository %s: %s is damaged (checksum mismatch)", r->path, rel);
+	if (n < OBJ_HDR_LEN + ov + 8 || memcmp(p, magic, 8) != 0 ||
+	    XXH3_64bits(p, n - 8) != fv_get_le64(p + n - 8)) {
+		rc = fv_err_set(e, -EUCLEAN, "repository %s: %s is damaged (checksum mismatch)", r->path,
+				rel);
 		goto out;
 	}
 	if (fv_get_le32(p + 8) != 1 || fv_get_le32(p + 12) != 0) {
@@ -372,8 +378,8 @@ static void clean_tmp(struct fv_repo *r)
 		close(dfd);
 }
 
-int fv_repo_open(const char *path, unsigned flags, const char *pass, size_t passlen,
-		 struct fv_repo **out, struct fv_err *e)
+int fv_repo_open(const char *path, unsigned flags, const char *pass, size_t passlen, struct fv_repo **out,
+		 struct fv_err *e)
 {
 	uint8_t raw[FV_CONFIG_SIZE], master[FV_KEY_LEN], *kp = NULL;
 	size_t kn;
@@ -395,9 +401,10 @@ int fv_repo_open(const char *path, unsigned flags, const char *pass, size_t pass
 	r->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (r->fd < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
-			rc = fv_err_set(e, -ENOENT,
-					"%s is not a fabvault repository (%s); create one with: fabvault init DIR",
-					path, errno == ENOENT ? "no such directory" : "not a directory");
+			rc = fv_err_set(
+				e, -ENOENT,
+				"%s is not a fabvault repository (%s); create one with: fabvault init DIR",
+				path, errno == ENOENT ? "no such directory" : "not a directory");
 		else
 			rc = fv_err_sys(e, -errno, "cannot open repository %s", path);
 		goto fail;
@@ -424,7 +431,8 @@ int fv_repo_open(const char *path, unsigned flags, const char *pass, size_t pass
 		fv_err_set(e, rc, "not enough memory for the key derivation (Argon2id) of %s", path);
 		goto fail;
 	} else if (rc < 0) {
-		fv_err_set(e, rc, "repository %s: key file %s is damaged (checksum mismatch or wrong repository)",
+		fv_err_set(e, rc,
+			   "repository %s: key file %s is damaged (checksum mismatch or wrong repository)",
 			   path, KEYFILE);
 		goto fail;
 	}
@@ -435,8 +443,8 @@ int fv_repo_open(const char *path, unsigned flags, const char *pass, size_t pass
 		goto fail;
 	}
 	if (r->cfg.enc == FV_ENC_AESGCM && !fv_crypto_aesgcm_available()) {
-		rc = fv_err_set(e, -ENOTSUP, "repository %s uses AES-256-GCM, which this CPU does not support",
-				path);
+		rc = fv_err_set(e, -ENOTSUP,
+				"repository %s uses AES-256-GCM, which this CPU does not support", path);
 		goto fail;
 	}
 	rc = fv_chunker_init(&r->chunker, &r->cfg.chunk, r->keys.gear);
@@ -569,8 +577,8 @@ static int finish_pack(struct fv_repo *r, struct fv_err *e)
 	return 0;
 }
 
-int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], const void *data,
-		size_t len, bool *added, struct fv_err *e)
+int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], const void *data, size_t len,
+		bool *added, struct fv_err *e)
 {
 	int rc;
 	if (added)
@@ -661,8 +669,9 @@ static int pack_fd(struct fv_repo *r, uint32_t num, struct fv_err *e)
 	int fd = openat(r->fd, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			return fv_err_set(e, -EUCLEAN, "repository %s: pack %s is missing (named by the index)",
-					  r->path, path);
+			return fv_err_set(e, -EUCLEAN,
+					  "repository %s: pack %s is missing (named by the index)", r->path,
+					  path);
 		return fv_err_sys(e, -errno, "cannot open %s/%s", r->path, path);
 	}
 	struct pack_fd *slot = &r->pfd[r->pfd_next++ % PACK_FD_CACHE];
@@ -693,8 +702,9 @@ int fv_repo_get(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], st
 	uint32_t rawlen = ie->rawlen;
 	int rc = fv_pack_read_frame(fd, ie->off, ie->len, &r->frame);
 	if (rc == -EUCLEAN)
-		return fv_err_set(e, rc, "repository %s: blob %.16s in %s is damaged (checksum mismatch or truncated)",
-				  r->path, hex, path);
+		return fv_err_set(
+			e, rc, "repository %s: blob %.16s in %s is damaged (checksum mismatch or truncated)",
+			r->path, hex, path);
 	if (rc < 0)
 		return fv_err_sys(e, rc, "cannot read %s/%s", r->path, path);
 	r->plain.len = 0;
@@ -703,28 +713,30 @@ int fv_repo_get(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], st
 		return fv_err_set(e, -ENOMEM, "out of memory");
 	size_t plen;
 	if (fv_unseal(&r->keys, type, id, r->frame.data, r->frame.len, p, &plen) < 0 || plen < 1)
-		return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s in %s failed authentication", r->path,
-				  hex, path);
+		return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s in %s failed authentication",
+				  r->path, hex, path);
 	uint8_t *o = fv_buf_extend(out, rawlen);
 	if (!o && rawlen)
 		return fv_err_set(e, -ENOMEM, "out of memory");
 	if (p[0] == ENC_RAW) {
 		if (plen - 1 != rawlen)
-			return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s has the wrong length", r->path,
-					  hex);
+			return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s has the wrong length",
+					  r->path, hex);
 		memcpy(o, p + 1, rawlen);
 	} else if (p[0] == ENC_ZSTD) {
 		size_t d = ZSTD_decompressDCtx(r->dctx, o, rawlen, p + 1, plen - 1);
 		if (ZSTD_isError(d) || d != rawlen)
-			return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s does not decompress", r->path,
-					  hex);
+			return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s does not decompress",
+					  r->path, hex);
 	} else {
-		return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s has an unknown encoding", r->path, hex);
+		return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s has an unknown encoding", r->path,
+				  hex);
 	}
 	uint8_t chk[FV_ID_LEN];
 	fv_id_compute(&r->keys, o, rawlen, chk);
 	if (sodium_memcmp(chk, id, FV_ID_LEN) != 0)
-		return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s does not match its id", r->path, hex);
+		return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s does not match its id", r->path,
+				  hex);
 	return 0;
 }
 
@@ -776,7 +788,8 @@ int fv_repo_snapshot_save(struct fv_repo *r, struct fv_snapshot *s, struct fv_er
 	struct fv_buf pt = {0};
 	rc = fv_snapshot_encode(s, &pt);
 	if (rc < 0)
-		rc = fv_err_set(e, rc, "cannot encode snapshot: %s", rc == -ENOMEM ? "out of memory" : "invalid fields");
+		rc = fv_err_set(e, rc, "cannot encode snapshot: %s",
+				rc == -ENOMEM ? "out of memory" : "invalid fields");
 	else
 		rc = obj_write(r, "snapshots", SNAPSHOT_MAGIC, FV_OBJ_SNAPSHOT, &pt, s->id, e);
 	fv_buf_free(&pt);
@@ -821,13 +834,14 @@ static int read_snapshots(struct fv_repo *r, const char *prefix, struct fv_snaps
 		size_t len;
 		if (strncmp(names[i], prefix, pl) != 0)
 			continue;
-		rc = fv_repo_obj_read(r, "snapshots", names[i], SNAPSHOT_MAGIC, FV_OBJ_SNAPSHOT, &pt, &len, id, &le);
+		rc = fv_repo_obj_read(r, "snapshots", names[i], SNAPSHOT_MAGIC, FV_OBJ_SNAPSHOT, &pt, &len,
+				      id, &le);
 		if (rc == 0) {
 			rc = fv_snapshot_decode(pt, len, &v[got]);
 			free(pt);
 			if (rc == -EBADMSG)
-				rc = fv_err_set(&le, -EUCLEAN, "repository %s: snapshots/%s is malformed", r->path,
-						names[i]);
+				rc = fv_err_set(&le, -EUCLEAN, "repository %s: snapshots/%s is malformed",
+						r->path, names[i]);
 			else if (rc < 0)
 				fv_err_set(&le, rc, "out of memory");
 		}
@@ -882,10 +896,11 @@ int fv_repo_snapshot_find(struct fv_repo *r, const char *spec, struct fv_snapsho
 	if (rc < 0)
 		return fv_err_set(e, rc, "%s", le.msg);
 	if (nd && latest) {
-		rc = fv_err_set(e, -EUCLEAN,
-				"%zu snapshot files are damaged (%s), so the latest snapshot cannot be told; name a "
-				"snapshot by its id (fabvault list) and run fabvault check",
-				nd, le.msg);
+		rc = fv_err_set(
+			e, -EUCLEAN,
+			"%zu snapshot files are damaged (%s), so the latest snapshot cannot be told; name a "
+			"snapshot by its id (fabvault list) and run fabvault check",
+			nd, le.msg);
 		goto out;
 	}
 	if (latest) {
@@ -900,10 +915,11 @@ int fv_repo_snapshot_find(struct fv_repo *r, const char *spec, struct fv_snapsho
 	for (size_t i = 0; i < sl && hex; i++)
 		hex = (spec[i] >= '0' && spec[i] <= '9') || (spec[i] >= 'a' && spec[i] <= 'f');
 	if (!hex) {
-		rc = fv_err_set(e, -EINVAL,
-				"'%s' is not a snapshot id: use 'latest', or 4 to 64 lower-case hex digits of an "
-				"id from fabvault list",
-				spec);
+		rc = fv_err_set(
+			e, -EINVAL,
+			"'%s' is not a snapshot id: use 'latest', or 4 to 64 lower-case hex digits of an "
+			"id from fabvault list",
+			spec);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -917,10 +933,11 @@ int fv_repo_snapshot_find(struct fv_repo *r, const char *spec, struct fv_snapsho
 	if (nmatch == 0 && nd)
 		rc = fv_err_set(e, -EUCLEAN, "snapshot %s is damaged: %s", spec, le.msg);
 	else if (nmatch == 0)
-		rc = fv_err_set(e, -ENOENT, "no snapshot %s in repository %s (see fabvault list)", spec, r->path);
+		rc = fv_err_set(e, -ENOENT, "no snapshot %s in repository %s (see fabvault list)", spec,
+				r->path);
 	else if (nmatch > 1)
-		rc = fv_err_set(e, -EINVAL, "snapshot prefix %s is ambiguous (%zu match); give more digits", spec,
-				nmatch);
+		rc = fv_err_set(e, -EINVAL, "snapshot prefix %s is ambiguous (%zu match); give more digits",
+				spec, nmatch);
 	else
 		snapshot_move(out, &v[match]);
 out:

@@ -46,8 +46,8 @@ void fv_repo_create_opts_default(struct fv_repo_create_opts *o);
 /* Create a new repository at path (created if missing; must be empty).
  * pass/passlen: the passphrase (ignored for FV_ENC_NONE). Returns 0 or a
  * negative code (-EEXIST when path is already a repository or not empty). */
-int fv_repo_create(const char *path, const struct fv_repo_create_opts *o, const char *pass,
-		   size_t passlen, struct fv_err *e);
+int fv_repo_create(const char *path, const struct fv_repo_create_opts *o, const char *pass, size_t passlen,
+		   struct fv_err *e);
 
 #define FV_OPEN_WRITE 0x1    /* take the exclusive lock; allow put/commit/snapshot_save */
 #define FV_OPEN_NO_INDEX 0x2 /* do not load the index (check loads it itself) */
@@ -55,8 +55,8 @@ int fv_repo_create(const char *path, const struct fv_repo_create_opts *o, const 
 /* Open the repository at path. Returns 0 and *out, or a negative code (see
  * top). With FV_OPEN_WRITE a stale lock (same host, owner process gone) is
  * taken over; a live one gives -EBUSY naming its owner. */
-int fv_repo_open(const char *path, unsigned flags, const char *pass, size_t passlen,
-		 struct fv_repo **out, struct fv_err *e);
+int fv_repo_open(const char *path, unsigned flags, const char *pass, size_t passlen, struct fv_repo **out,
+		 struct fv_err *e);
 
 /* 1 when opening path needs a passphrase, 0 when not (encryption none), or
  * a negative code when path is not a usable repository. */
@@ -97,8 +97,8 @@ bool fv_repo_has(const struct fv_repo *r, const uint8_t id[FV_ID_LEN]);
 /* Store a blob of type (FV_OBJ_DATA or FV_OBJ_TREE) unless one with its id
  * exists. id must be fv_repo_id(data) (the caller often has it already).
  * *added (may be NULL) tells whether it was new. Needs FV_OPEN_WRITE. */
-int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], const void *data,
-		size_t len, bool *added, struct fv_err *e);
+int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], const void *data, size_t len,
+		bool *added, struct fv_err *e);
 
 /* Read blob id of type into out (reset first): located through the index,
  * frame checksum checked, unsealed, decompressed, and its id recomputed and
@@ -131,7 +131,6 @@ void fv_repo_snapshots_free(struct fv_snapshot *list, size_t n);
  * damage elsewhere does not hide an intact snapshot; "latest" fails with
  * -EUCLEAN while any snapshot file is damaged (the newest might be the one).
  * Returns 0, -ENOENT (none), -EINVAL (ambiguous or bad spec), -EUCLEAN. */
-int fv_repo_snapshot_find(struct fv_repo *r, const char *spec, struct fv_snapshot *out,
-			  struct fv_err *e);
+int fv_repo_snapshot_find(struct fv_repo *r, const char *spec, struct fv_snapshot *out, struct fv_err *e);
 
 #endif

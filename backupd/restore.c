@@ -53,13 +53,13 @@ struct restore {
 	struct fv_repo *r;
 	const struct fv_restore_opts *o;
 	struct fv_restore_stats *st;
-	struct fv_err *e; /* the caller's: fatal errors only */
+	struct fv_err *e;  /* the caller's: fatal errors only */
 	struct fv_err tmp; /* messages of engine calls that become warnings */
 	char wmsg[1280];
 	char procpath[64 + FV_NAME_MAX];
-	int rootfd;     /* the target; -1 in dry-run */
-	bool counting;  /* the totals pass for progress: no output at all */
-	bool nested;    /* an include lies below another include */
+	int rootfd;    /* the target; -1 in dry-run */
+	bool counting; /* the totals pass for progress: no output at all */
+	bool nested;   /* an include lies below another include */
 	unsigned depth;
 
 	char *path; /* relative path of the current entry, NUL-terminated */
@@ -90,8 +90,7 @@ static bool repo_damage(int rc)
 	return rc == -EUCLEAN || rc == -EBADMSG || rc == -ENOENT;
 }
 
-static void warn(struct restore *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void warn(struct restore *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void warn(struct restore *c, int code, const char *fmt, ...)
 {
@@ -259,7 +258,8 @@ static int includes_resolve(struct restore *c, const uint8_t root[FV_ID_LEN])
 			p = q + 1;
 		}
 		if (!found)
-			return fv_err_set(c->e, -ENOENT, "include %s: no such path in the snapshot (see fabvault ls)",
+			return fv_err_set(c->e, -ENOENT,
+					  "include %s: no such path in the snapshot (see fabvault ls)",
 					  c->o->includes[i]);
 	}
 	return 0;
@@ -364,8 +364,7 @@ static const char *proc_path(struct restore *c, int dirfd, const char *name)
 	return c->procpath;
 }
 
-static int set_xattr(struct restore *c, int fd, int dirfd, const struct fv_node *n,
-		     const struct fv_xattr *x)
+static int set_xattr(struct restore *c, int fd, int dirfd, const struct fv_node *n, const struct fv_xattr *x)
 {
 	int rc = fd >= 0 ? fsetxattr(fd, x->name, x->value, x->value_len, 0)
 			 : lsetxattr(proc_path(c, dirfd, n->name), x->name, x->value, x->value_len, 0);
@@ -518,8 +517,10 @@ static int write_chunks(struct restore *c, int fd, const struct fv_node *n, bool
 	for (uint32_t i = 0; i < n->nchunks && rc == 0; i++) {
 		const struct fv_chunkref *ref = &n->chunks[i];
 		if (ref->off > (uint64_t)INT64_MAX - ref->len || ref->off + ref->len > n->size) {
-			warn(c, -EUCLEAN, "chunk %" PRIu32 " at offset %" PRIu64 " lies beyond the size %" PRIu64
-			     " (damaged tree); left as a hole", i, ref->off, n->size);
+			warn(c, -EUCLEAN,
+			     "chunk %" PRIu32 " at offset %" PRIu64 " lies beyond the size %" PRIu64
+			     " (damaged tree); left as a hole",
+			     i, ref->off, n->size);
 			damage = *bad = true;
 			continue;
 		}
@@ -580,8 +581,10 @@ static bool verify_chunks(struct restore *c, int fd, const struct fv_node *n, in
 		}
 		fv_repo_id(c->r, c->chunk.data, ref->len, id);
 		if (memcmp(id, ref->id, FV_ID_LEN) != 0) {
-			warn(c, -EUCLEAN, "verify: content at offset %" PRIu64 " (%" PRIu32
-			     " bytes) differs from the repository", ref->off, ref->len);
+			warn(c, -EUCLEAN,
+			     "verify: content at offset %" PRIu64 " (%" PRIu32
+			     " bytes) differs from the repository",
+			     ref->off, ref->len);
 			return false;
 		}
 	}
@@ -713,8 +716,7 @@ static int restore_dir(struct restore *c, int dirfd, const struct fv_node *n, bo
 		subfd = open_dir(dirfd, n->name);
 		if (subfd < 0) {
 			if (write_fatal(subfd))
-				return fv_err_sys(c->e, subfd, "cannot create %s/%s", c->o->target,
-						  c->path);
+				return fv_err_sys(c->e, subfd, "cannot create %s/%s", c->o->target, c->path);
 			warn(c, subfd, "cannot create directory, skipping what is below");
 			c->st->errors++;
 			return 0;
@@ -803,10 +805,11 @@ static int walk_tree(struct restore *c, int dirfd, const uint8_t id[FV_ID_LEN], 
 		if (c->counting)
 			return 0; /* the real pass reports it */
 		if (!c->plen)
-			return fv_err_set(c->e, rc, "the root tree of the snapshot cannot be read: %s; run "
-					  "`fabvault check`", c->tmp.msg);
-		warn(c, rc, "directory listing cannot be read: %s; its entries are not restored",
-		     c->tmp.msg);
+			return fv_err_set(c->e, rc,
+					  "the root tree of the snapshot cannot be read: %s; run "
+					  "`fabvault check`",
+					  c->tmp.msg);
+		warn(c, rc, "directory listing cannot be read: %s; its entries are not restored", c->tmp.msg);
 		fail(c, rc == -EUCLEAN);
 		return 0;
 	}
@@ -832,14 +835,18 @@ static int finish(struct restore *c)
 	if (c->damaged)
 		return fv_err_set(c->e, -EUCLEAN,
 				  "%" PRIu64 " entries are damaged in the repository (see warnings above); "
-				  "run `fabvault check`", c->damaged);
+				  "run `fabvault check`",
+				  c->damaged);
 	if (st->verify_failures)
 		return fv_err_set(c->e, -EUCLEAN,
 				  "%" PRIu64 " files did not verify after writing (see warnings above); "
-				  "check the target's disk", st->verify_failures);
+				  "check the target's disk",
+				  st->verify_failures);
 	if (st->errors)
-		return fv_err_set(c->e, -EIO, "%" PRIu64 " entries could not be restored (see warnings "
-				  "above)", st->errors);
+		return fv_err_set(c->e, -EIO,
+				  "%" PRIu64 " entries could not be restored (see warnings "
+				  "above)",
+				  st->errors);
 	if (unmatched)
 		return fv_err_set(c->e, -ENOENT, "%s is not in the snapshot%s", first,
 				  unmatched > 1 ? " (nor are other includes)" : "");

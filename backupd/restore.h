@@ -34,9 +34,9 @@ struct fv_restore_opts {
 	 * is an ancestor of an include. None: everything. */
 	const char *const *includes;
 	size_t nincludes;
-	bool dry_run;  /* walk and report, write nothing */
-	bool verify;   /* re-read written files and compare chunk ids */
-	bool owner;    /* restore uid/gid (callers pass geteuid() == 0) */
+	bool dry_run; /* walk and report, write nothing */
+	bool verify;  /* re-read written files and compare chunk ids */
+	bool owner;   /* restore uid/gid (callers pass geteuid() == 0) */
 	void (*warn)(void *ud, const char *path, int code, const char *msg);
 	void (*progress)(void *ud, const struct fv_restore_progress *p);
 	/* item: called for every entry selected (dry-run listing, --verbose). */

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SNAP_NAME_MAX 255     /* host, user, version, each tag */
+#define SNAP_NAME_MAX 255 /* host, user, version, each tag */
 /* A string's smallest encoding: length (4) + one byte (paths and tags are
  * never empty). Used to check a count against the input before allocating. */
 #define SNAP_STR_MIN 5
@@ -38,8 +38,8 @@ static bool list_ok(char *const *v, uint32_t n, uint32_t nmax, size_t min, size_
 
 static bool snap_valid(const struct fv_snapshot *s)
 {
-	return str_ok(s->host, 0, SNAP_NAME_MAX) && str_ok(s->user, 0, SNAP_NAME_MAX) &&
-	       s->npaths >= 1 && list_ok(s->paths, s->npaths, FV_SNAP_PATHS_MAX, 1, FV_SNAP_PATH_MAX) &&
+	return str_ok(s->host, 0, SNAP_NAME_MAX) && str_ok(s->user, 0, SNAP_NAME_MAX) && s->npaths >= 1 &&
+	       list_ok(s->paths, s->npaths, FV_SNAP_PATHS_MAX, 1, FV_SNAP_PATH_MAX) &&
 	       list_ok(s->tags, s->ntags, FV_SNAP_TAGS_MAX, 1, SNAP_NAME_MAX) &&
 	       !(s->flags & ~(uint32_t)FV_SNAP_PARTIAL) && str_ok(s->version, 0, SNAP_NAME_MAX);
 }
@@ -85,8 +85,7 @@ int fv_snapshot_encode(const struct fv_snapshot *s, struct fv_buf *out)
 }
 
 /* Read a count-prefixed list of non-empty strings into a new array. */
-static int rd_list(struct fv_rd *r, uint32_t nmin, uint32_t nmax, size_t max, char ***out,
-		   uint32_t *outn)
+static int rd_list(struct fv_rd *r, uint32_t nmin, uint32_t nmax, size_t max, char ***out, uint32_t *outn)
 {
 	uint32_t n = fv_rd_u32(r);
 	if (!fv_rd_ok(r) || n < nmin || n > nmax || n > fv_rd_left(r) / SNAP_STR_MIN)

@@ -11,13 +11,13 @@
 #include "crypto.h"
 
 #define FV_SNAPSHOT_VERSION 1
-#define FV_SNAP_PARTIAL 0x01 /* some source files could not be read */
+#define FV_SNAP_PARTIAL 0x01   /* some source files could not be read */
 #define FV_SNAP_PATHS_MAX 4096 /* paths per snapshot */
 #define FV_SNAP_PATH_MAX 4096  /* bytes per path */
 #define FV_SNAP_TAGS_MAX 256   /* tags per snapshot (each 1..255 bytes) */
 
 struct fv_snap_stats {
-	uint64_t files;        /* regular files */
+	uint64_t files; /* regular files */
 	uint64_t dirs;
 	uint64_t others;       /* symlinks, devices, fifos, sockets */
 	uint64_t bytes;        /* sum of regular file data bytes read */

@@ -17,7 +17,7 @@
 #include "crypto.h"
 
 #define FV_TREE_VERSION 1
-#define FV_TREE_MAX_BYTES (256u << 20)   /* largest tree blob accepted */
+#define FV_TREE_MAX_BYTES (256u << 20) /* largest tree blob accepted */
 #define FV_NAME_MAX 255
 #define FV_LINK_MAX 4096
 #define FV_XATTR_NAME_MAX 255
@@ -51,17 +51,17 @@ struct fv_chunkref {
 };
 
 struct fv_node {
-	char *name; /* NUL-terminated, 1..255 bytes */
+	char *name;    /* NUL-terminated, 1..255 bytes */
 	uint8_t type;  /* enum fv_ftype */
 	uint8_t flags; /* FV_NODE_* */
 	uint32_t mode; /* permission bits, st_mode & 07777 */
 	uint32_t uid, gid;
 	uint32_t nlink;
 	int64_t mtime_ns, ctime_ns;
-	uint64_t size;   /* st_size (regular files: content length incl. holes) */
-	uint64_t rdev;   /* devices only */
-	uint64_t hlink;  /* hardlink group within a snapshot, 0 = none */
-	char *target;    /* symlinks: target, NUL-terminated; else NULL */
+	uint64_t size;  /* st_size (regular files: content length incl. holes) */
+	uint64_t rdev;  /* devices only */
+	uint64_t hlink; /* hardlink group within a snapshot, 0 = none */
+	char *target;   /* symlinks: target, NUL-terminated; else NULL */
 	struct fv_xattr *xattrs;
 	uint32_t nxattrs;
 	uint8_t subtree[FV_ID_LEN]; /* directories: the tree blob of their entries */

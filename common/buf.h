@@ -38,7 +38,10 @@ void fv_buf_str(struct fv_buf *b, const char *s, size_t n);
  * pointer is valid until the next append. */
 uint8_t *fv_buf_extend(struct fv_buf *b, size_t n);
 /* True when no append has failed. */
-static inline bool fv_buf_ok(const struct fv_buf *b) { return !b->oom; }
+static inline bool fv_buf_ok(const struct fv_buf *b)
+{
+	return !b->oom;
+}
 
 struct fv_rd {
 	const uint8_t *p;
@@ -64,8 +67,14 @@ uint64_t fv_rd_u64(struct fv_rd *r);
  * allocation (*out, caller frees). The string must not contain NUL. Returns
  * 0, -EBADMSG (bad length, embedded NUL, short input) or -ENOMEM. */
 int fv_rd_str(struct fv_rd *r, size_t max, char **out, size_t *outlen);
-static inline size_t fv_rd_left(const struct fv_rd *r) { return r->bad ? 0 : r->len - r->off; }
-static inline bool fv_rd_ok(const struct fv_rd *r) { return !r->bad; }
+static inline size_t fv_rd_left(const struct fv_rd *r)
+{
+	return r->bad ? 0 : r->len - r->off;
+}
+static inline bool fv_rd_ok(const struct fv_rd *r)
+{
+	return !r->bad;
+}
 
 /* Little-endian loads and stores on raw memory (alignment-free). */
 void fv_put_le16(uint8_t *p, uint16_t v);

@@ -17,12 +17,10 @@ struct fv_err {
 
 /* Record code (negative) and a printf-style message in e (e may be NULL).
  * Returns code, so callers can write `return fv_err_set(e, -EIO, ...)`. */
-int fv_err_set(struct fv_err *e, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+int fv_err_set(struct fv_err *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Like fv_err_set, with ": strerror(-code)" appended to the message. */
-int fv_err_sys(struct fv_err *e, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+int fv_err_sys(struct fv_err *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Reset e to "no error". */
 void fv_err_clear(struct fv_err *e);

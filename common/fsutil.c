@@ -1,12 +1,12 @@
 #include "fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -180,7 +180,7 @@ int fv_mkdir_p(int dirfd, const char *path, mode_t mode)
 	if (n >= sizeof buf)
 		return -ENAMETOOLONG;
 	memcpy(buf, path, n + 1);
-	for (char *s = buf + 1; ; s++) {
+	for (char *s = buf + 1;; s++) {
 		if (*s == '/' || *s == 0) {
 			char c = *s;
 			*s = 0;

@@ -19,7 +19,6 @@ struct fv_log {
 
 /* Set up lg for program prog at LOG_NOTICE (LOG_INFO if verbose). */
 void fv_log_init(struct fv_log *lg, const char *prog, int max_prio);
-void fv_log(const struct fv_log *lg, int prio, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void fv_log(const struct fv_log *lg, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

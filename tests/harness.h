@@ -21,34 +21,34 @@ struct fv_test_ctx {
 
 #define FV_TEST(n) static void fv_test_##n(struct fv_test_ctx *fv_t_)
 
-#define FV_CHECK(cond)                                                                          \
-	do {                                                                                    \
-		if (!(cond)) {                                                                  \
-			fprintf(stderr, "  %s:%d: %s: check failed: %s\n", __FILE__, __LINE__,  \
-				fv_t_->name, #cond);                                            \
-			fv_t_->failures++;                                                      \
-		}                                                                               \
+#define FV_CHECK(cond)                                                                                      \
+	do {                                                                                                \
+		if (!(cond)) {                                                                              \
+			fprintf(stderr, "  %s:%d: %s: check failed: %s\n", __FILE__, __LINE__, fv_t_->name, \
+				#cond);                                                                     \
+			fv_t_->failures++;                                                                  \
+		}                                                                                           \
 	} while (0)
 
-#define FV_CHECK_EQ(a, b)                                                                       \
-	do {                                                                                    \
-		long long fv_a_ = (long long)(a), fv_b_ = (long long)(b);                       \
-		if (fv_a_ != fv_b_) {                                                           \
-			fprintf(stderr, "  %s:%d: %s: %s == %s failed: %lld != %lld\n", __FILE__, \
-				__LINE__, fv_t_->name, #a, #b, fv_a_, fv_b_);                   \
-			fv_t_->failures++;                                                      \
-		}                                                                               \
+#define FV_CHECK_EQ(a, b)                                                                                   \
+	do {                                                                                                \
+		long long fv_a_ = (long long)(a), fv_b_ = (long long)(b);                                   \
+		if (fv_a_ != fv_b_) {                                                                       \
+			fprintf(stderr, "  %s:%d: %s: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, \
+				fv_t_->name, #a, #b, fv_a_, fv_b_);                                         \
+			fv_t_->failures++;                                                                  \
+		}                                                                                           \
 	} while (0)
 
 /* Stop the current test case (after a failed precondition). */
-#define FV_REQUIRE(cond)                                                                        \
-	do {                                                                                    \
-		if (!(cond)) {                                                                  \
-			fprintf(stderr, "  %s:%d: %s: requirement failed: %s\n", __FILE__,      \
-				__LINE__, fv_t_->name, #cond);                                  \
-			fv_t_->failures++;                                                      \
-			return;                                                                 \
-		}                                                                               \
+#define FV_REQUIRE(cond)                                                                             \
+	do {                                                                                         \
+		if (!(cond)) {                                                                       \
+			fprintf(stderr, "  %s:%d: %s: requirement failed: %s\n", __FILE__, __LINE__, \
+				fv_t_->name, #cond);                                                 \
+			fv_t_->failures++;                                                           \
+			return;                                                                      \
+		}                                                                                    \
 	} while (0)
 
 struct fv_test_case {
@@ -94,14 +94,14 @@ static inline int fv_test_main(const struct fv_test_case *cases, size_t n, int a
 #define FV_T_E15(a, ...) FV_T_ENTRY(a) FV_T_E14(__VA_ARGS__)
 #define FV_T_E16(a, ...) FV_T_ENTRY(a) FV_T_E15(__VA_ARGS__)
 #define FV_T_GET(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, M, ...) M
-#define FV_TESTS(...)                                                                               \
-	int main(int argc, char **argv)                                                             \
-	{                                                                                           \
-		static const struct fv_test_case cases[] = {FV_T_GET(                              \
-			__VA_ARGS__, FV_T_E16, FV_T_E15, FV_T_E14, FV_T_E13, FV_T_E12, FV_T_E11,    \
-			FV_T_E10, FV_T_E9, FV_T_E8, FV_T_E7, FV_T_E6, FV_T_E5, FV_T_E4, FV_T_E3,    \
-			FV_T_E2, FV_T_E1)(__VA_ARGS__)};                                           \
-		return fv_test_main(cases, sizeof cases / sizeof cases[0], argc, argv);             \
+#define FV_TESTS(...)                                                                                     \
+	int main(int argc, char **argv)                                                                   \
+	{                                                                                                 \
+		static const struct fv_test_case cases[] = {                                              \
+			FV_T_GET(__VA_ARGS__, FV_T_E16, FV_T_E15, FV_T_E14, FV_T_E13, FV_T_E12, FV_T_E11, \
+				 FV_T_E10, FV_T_E9, FV_T_E8, FV_T_E7, FV_T_E6, FV_T_E5, FV_T_E4, FV_T_E3, \
+				 FV_T_E2, FV_T_E1)(__VA_ARGS__)};                                         \
+		return fv_test_main(cases, sizeof cases / sizeof cases[0], argc, argv);                   \
 	}
 
 #endif

@@ -23,20 +23,30 @@
 int cli_exit_for(int code, bool during_open)
 {
 	switch (code) {
-	case 0: return FV_EXIT_OK;
+	case 0:
+		return FV_EXIT_OK;
 	case -ENOKEY:
-	case -EKEYREJECTED: return FV_EXIT_PASS;
-	case -EMEDIUMTYPE: return FV_EXIT_NOREPO;
+	case -EKEYREJECTED:
+		return FV_EXIT_PASS;
+	case -EMEDIUMTYPE:
+		return FV_EXIT_NOREPO;
 	case -ENOENT:
-	case -ENOTDIR: return during_open ? FV_EXIT_NOREPO : FV_EXIT_NOTFOUND;
-	case -EPROTONOSUPPORT: return FV_EXIT_VERSION;
-	case -EBUSY: return FV_EXIT_LOCKED;
+	case -ENOTDIR:
+		return during_open ? FV_EXIT_NOREPO : FV_EXIT_NOTFOUND;
+	case -EPROTONOSUPPORT:
+		return FV_EXIT_VERSION;
+	case -EBUSY:
+		return FV_EXIT_LOCKED;
 	case -EUCLEAN:
-	case -EBADMSG: return FV_EXIT_DAMAGED;
+	case -EBADMSG:
+		return FV_EXIT_DAMAGED;
 	case -ENOSPC:
-	case -EDQUOT: return FV_EXIT_NOSPACE;
-	case -EINVAL: return FV_EXIT_USAGE;
-	default: return FV_EXIT_ERROR;
+	case -EDQUOT:
+		return FV_EXIT_NOSPACE;
+	case -EINVAL:
+		return FV_EXIT_USAGE;
+	default:
+		return FV_EXIT_ERROR;
 	}
 }
 
@@ -170,7 +180,8 @@ int cli_open_repo(struct cli *c, const char *path, unsigned flags, struct fv_rep
 			return rc;
 	}
 	if (need && c->passlen == 0) {
-		fv_log(&c->log, LOG_ERR, "the passphrase for %s is empty (is FABVAULT_PASSPHRASE set but empty?)", path);
+		fv_log(&c->log, LOG_ERR,
+		       "the passphrase for %s is empty (is FABVAULT_PASSPHRASE set but empty?)", path);
 		return FV_EXIT_PASS;
 	}
 	int rc = fv_repo_open(path, flags, c->pass, c->passlen, r, &e);
@@ -179,8 +190,9 @@ int cli_open_repo(struct cli *c, const char *path, unsigned flags, struct fv_rep
 	char host[256];
 	long pid;
 	if (fv_repo_took_stale_lock(*r, host, &pid))
-		fv_log(&c->log, LOG_WARNING, "took over the stale lock of %s left by process %ld on %s (no longer running)",
-		       path, pid, host);
+		fv_log(&c->log, LOG_WARNING,
+		       "took over the stale lock of %s left by process %ld on %s (no longer running)", path,
+		       pid, host);
 	return 0;
 }
 
@@ -236,8 +248,8 @@ void cli_progress(struct cli *c, uint64_t files, uint64_t total_files, uint64_t 
 			(unsigned long long)total_files, cli_size(bytes, b), cli_size(total_bytes, tb),
 			cli_size((uint64_t)rate, r), eta);
 	else
-		fprintf(stderr, "\r\033[K%s: %llu files, %s, %s/s", what, (unsigned long long)files, cli_size(bytes, b),
-			cli_size((uint64_t)rate, r));
+		fprintf(stderr, "\r\033[K%s: %llu files, %s, %s/s", what, (unsigned long long)files,
+			cli_size(bytes, b), cli_size((uint64_t)rate, r));
 	c->prog_shown = true;
 }
 

@@ -27,18 +27,18 @@ enum fv_exit {
 	FV_EXIT_NOSPACE = 10, /* no space left on the repository's device */
 };
 
-#define FV_EXIT_CODES_HELP                                                                      \
-	"Exit status: 0 ok, 1 error, 2 usage, 3 partial (some files unreadable), 4 wrong or\n"  \
+#define FV_EXIT_CODES_HELP                                                                     \
+	"Exit status: 0 ok, 1 error, 2 usage, 3 partial (some files unreadable), 4 wrong or\n" \
 	"missing passphrase, 5 not a repository, 6 repository version too new, 7 locked,\n"    \
 	"8 damage found, 9 not found (snapshot, path, source), 10 no space left.\n"
 
 struct cli {
 	struct fv_log log;
-	bool json;     /* --json: machine output on stdout */
-	bool tty;      /* stderr is a terminal: progress line allowed */
-	bool quiet;    /* --quiet: no progress, no info */
+	bool json;  /* --json: machine output on stdout */
+	bool tty;   /* stderr is a terminal: progress line allowed */
+	bool quiet; /* --quiet: no progress, no info */
 	const char *passphrase_file;
-	char *pass;    /* sodium-guarded passphrase, or NULL */
+	char *pass; /* sodium-guarded passphrase, or NULL */
 	size_t passlen;
 	/* progress line state */
 	bool prog_shown;

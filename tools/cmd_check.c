@@ -8,19 +8,18 @@
 #include "cli.h"
 #include "opts.h"
 
-static const char help[] =
-	"Usage: fabvault check REPO [OPTIONS]\n"
-	"Verify repository REPO: every index file and snapshot authenticates, every\n"
-	"pack file's frames match their checksums and its table of contents matches\n"
-	"the index, and every snapshot's directories and file contents are present.\n"
-	"Each problem is reported with the file, snapshots and paths it affects.\n"
-	"Pack files left by an interrupted snapshot are reported as harmless.\n\n"
-	"Options:\n"
-	"      --read-data        also decrypt, decompress and re-hash every blob\n"
-	"      --json             print the result as JSON on stdout\n"
-	"      --passphrase-file F  read the passphrase from file F\n"
-	"  -q, --quiet            print only problems\n"
-	"  -h, --help             this help\n\n" FV_EXIT_CODES_HELP;
+static const char help[] = "Usage: fabvault check REPO [OPTIONS]\n"
+			   "Verify repository REPO: every index file and snapshot authenticates, every\n"
+			   "pack file's frames match their checksums and its table of contents matches\n"
+			   "the index, and every snapshot's directories and file contents are present.\n"
+			   "Each problem is reported with the file, snapshots and paths it affects.\n"
+			   "Pack files left by an interrupted snapshot are reported as harmless.\n\n"
+			   "Options:\n"
+			   "      --read-data        also decrypt, decompress and re-hash every blob\n"
+			   "      --json             print the result as JSON on stdout\n"
+			   "      --passphrase-file F  read the passphrase from file F\n"
+			   "  -q, --quiet            print only problems\n"
+			   "  -h, --help             this help\n\n" FV_EXIT_CODES_HELP;
 
 struct chk {
 	struct cli *c;
@@ -98,10 +97,11 @@ int cmd_check(struct cli *c, int argc, char **argv)
 	} else {
 		if (!c->json && !c->quiet) {
 			char sz[32];
-			printf("repository %s is OK: %llu snapshots, %llu packs (%s), %llu blobs%s%s\n", argv[optind],
-			       (unsigned long long)res.snapshots, (unsigned long long)res.packs,
+			printf("repository %s is OK: %llu snapshots, %llu packs (%s), %llu blobs%s%s\n",
+			       argv[optind], (unsigned long long)res.snapshots, (unsigned long long)res.packs,
 			       cli_size(res.bytes_scanned, sz), (unsigned long long)res.blobs,
-			       o.read_data ? " read and verified" : "", res.warnings ? " (see warnings)" : "");
+			       o.read_data ? " read and verified" : "",
+			       res.warnings ? " (see warnings)" : "");
 		}
 		rc = FV_EXIT_OK;
 	}

@@ -76,12 +76,15 @@ int cmd_init(struct cli *c, int argc, char **argv)
 			else if (!strcmp(optarg, "none"))
 				o.enc = FV_ENC_NONE;
 			else
-				return cli_usage(c, "init", "unknown encryption '%s' (xchacha20-poly1305, aes256gcm, none)",
-						 optarg);
+				return cli_usage(
+					c, "init",
+					"unknown encryption '%s' (xchacha20-poly1305, aes256gcm, none)",
+					optarg);
 			break;
 		case 'C':
 			if (parse_compression(optarg, &o.zstd_level) < 0)
-				return cli_usage(c, "init", "bad --compression '%s' (zstd,1..19 or none)", optarg);
+				return cli_usage(c, "init", "bad --compression '%s' (zstd,1..19 or none)",
+						 optarg);
 			break;
 		case 'K':
 			if (!strcmp(optarg, "interactive")) {
@@ -94,14 +97,18 @@ int cmd_init(struct cli *c, int argc, char **argv)
 				o.kdf_ops = crypto_pwhash_OPSLIMIT_SENSITIVE;
 				o.kdf_mem = crypto_pwhash_MEMLIMIT_SENSITIVE;
 			} else {
-				return cli_usage(c, "init", "unknown --kdf '%s' (interactive, moderate, sensitive)", optarg);
+				return cli_usage(c, "init",
+						 "unknown --kdf '%s' (interactive, moderate, sensitive)",
+						 optarg);
 			}
 			break;
 		case 'S': {
 			unsigned a, b, d;
 			char tail;
-			if (sscanf(optarg, "%u,%u,%u%c", &a, &b, &d, &tail) != 3 || a > 65536 || b > 65536 || d > 65536)
-				return cli_usage(c, "init", "bad --chunk-sizes '%s' (MIN,AVG,MAX in KiB)", optarg);
+			if (sscanf(optarg, "%u,%u,%u%c", &a, &b, &d, &tail) != 3 || a > 65536 || b > 65536 ||
+			    d > 65536)
+				return cli_usage(c, "init", "bad --chunk-sizes '%s' (MIN,AVG,MAX in KiB)",
+						 optarg);
 			o.chunk.min = a * 1024;
 			o.chunk.avg = b * 1024;
 			o.chunk.max = d * 1024;
@@ -118,10 +125,11 @@ int cmd_init(struct cli *c, int argc, char **argv)
 		return cli_usage(c, "init", "expected exactly one REPO argument");
 	const char *path = argv[optind];
 	if (fv_chunker_params_check(&o.chunk) < 0)
-		return cli_usage(c, "init",
-				 "bad --chunk-sizes %u,%u,%u: need 1 <= MIN < AVG < MAX <= 65536 (KiB), AVG a power "
-				 "of two",
-				 o.chunk.min / 1024, o.chunk.avg / 1024, o.chunk.max / 1024);
+		return cli_usage(
+			c, "init",
+			"bad --chunk-sizes %u,%u,%u: need 1 <= MIN < AVG < MAX <= 65536 (KiB), AVG a power "
+			"of two",
+			o.chunk.min / 1024, o.chunk.avg / 1024, o.chunk.max / 1024);
 	struct stat st;
 	if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode)) {
 		/* say so before asking for a passphrase */
@@ -140,16 +148,18 @@ int cmd_init(struct cli *c, int argc, char **argv)
 		json_object *j = json_object_new_object();
 		cli_json_str(j, "repository", path);
 		json_object_object_add(j, "encryption",
-				       json_object_new_string(o.enc == FV_ENC_NONE     ? "none"
-							      : o.enc == FV_ENC_AESGCM ? "aes256gcm"
-										: "xchacha20-poly1305"));
+				       json_object_new_string(o.enc == FV_ENC_NONE ? "none"
+							      : o.enc == FV_ENC_AESGCM
+								      ? "aes256gcm"
+								      : "xchacha20-poly1305"));
 		json_object_object_add(j, "compression_level", json_object_new_int(o.zstd_level));
 		puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY));
 		json_object_put(j);
 	} else if (!c->quiet) {
 		printf("created repository %s (%s%s)\n", path,
 		       o.enc == FV_ENC_NONE ? "NOT encrypted" : "encrypted",
-		       o.enc == FV_ENC_NONE ? "" : "; keep the passphrase safe: without it the backups are lost");
+		       o.enc == FV_ENC_NONE ? ""
+					    : "; keep the passphrase safe: without it the backups are lost");
 	}
 	return FV_EXIT_OK;
 }
@@ -197,7 +207,8 @@ int cmd_break_lock(struct cli *c, int argc, char **argv)
 	}
 	if (!c->quiet) {
 		if (have == 0)
-			printf("removed the lock of %s held by process %ld on host %s\n", path, o.pid, o.host);
+			printf("removed the lock of %s held by process %ld on host %s\n", path, o.pid,
+			       o.host);
 		else
 			printf("removed the lock of %s\n", path);
 	}

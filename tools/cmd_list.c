@@ -24,7 +24,8 @@ static const char list_help[] =
 static json_object *snap_json(const struct fv_snapshot *s)
 {
 	char hex[2 * FV_ID_LEN + 1], root[2 * FV_ID_LEN + 1];
-	json_object *j = json_object_new_object(), *paths = json_object_new_array(), *tags = json_object_new_array();
+	json_object *j = json_object_new_object(), *paths = json_object_new_array(),
+		    *tags = json_object_new_array();
 	fv_hex(s->id, FV_ID_LEN, hex);
 	fv_hex(s->root, FV_ID_LEN, root);
 	json_object_object_add(j, "id", json_object_new_string(hex));
@@ -86,16 +87,19 @@ int cmd_list(struct cli *c, int argc, char **argv)
 			size_t tl = 0;
 			fv_hex(v[i].id, FV_ID_LEN, hex);
 			for (uint32_t k = 0; k < v[i].ntags && tl < sizeof tags - 1; k++)
-				tl += (size_t)snprintf(tags + tl, sizeof tags - tl, "%s%s", k ? "," : "", v[i].tags[k]);
-			printf("%.8s  %-19s  %-16.16s  %9llu  %10s  %s%s\n", hex, cli_time(v[i].time_ns, t), v[i].host,
-			       (unsigned long long)v[i].stats.files, cli_size(v[i].stats.bytes, sz), tags,
+				tl += (size_t)snprintf(tags + tl, sizeof tags - tl, "%s%s", k ? "," : "",
+						       v[i].tags[k]);
+			printf("%.8s  %-19s  %-16.16s  %9llu  %10s  %s%s\n", hex, cli_time(v[i].time_ns, t),
+			       v[i].host, (unsigned long long)v[i].stats.files,
+			       cli_size(v[i].stats.bytes, sz), tags,
 			       v[i].flags & FV_SNAP_PARTIAL ? " (partial)" : "");
 		}
 	}
 	rc = FV_EXIT_OK;
 	if (nd) {
-		fv_log(&c->log, LOG_ERR, "%zu snapshot files are damaged and not listed (last: %s); run fabvault check",
-		       nd, e.msg);
+		fv_log(&c->log, LOG_ERR,
+		       "%zu snapshot files are damaged and not listed (last: %s); run fabvault check", nd,
+		       e.msg);
 		rc = FV_EXIT_DAMAGED;
 	}
 out:
@@ -161,7 +165,8 @@ static void mode_string(const struct fv_node *n, char out[11])
 
 static const char *type_name(uint8_t t)
 {
-	static const char *const names[] = {"?", "file", "dir", "symlink", "chardev", "blockdev", "fifo", "socket"};
+	static const char *const names[] = {"?",       "file",     "dir",  "symlink",
+					    "chardev", "blockdev", "fifo", "socket"};
 	return names[t <= 7 ? t : 0];
 }
 
@@ -264,11 +269,13 @@ int cmd_ls(struct cli *c, int argc, char **argv)
 	char *dup = strdup(want), *save = NULL;
 	bool is_dir = true;
 	rc = FV_EXIT_OK;
-	for (char *comp = strtok_r(dup, "/", &save); comp && rc == FV_EXIT_OK; comp = strtok_r(NULL, "/", &save)) {
+	for (char *comp = strtok_r(dup, "/", &save); comp && rc == FV_EXIT_OK;
+	     comp = strtok_r(NULL, "/", &save)) {
 		struct fv_tree t = {0};
 		if (!is_dir || fv_repo_tree(x.r, cur, &t, &x.e) < 0) {
 			if (!is_dir)
-				fv_err_set(&x.e, -ENOENT, "%s: not a directory in snapshot %s", want, argv[optind + 1]);
+				fv_err_set(&x.e, -ENOENT, "%s: not a directory in snapshot %s", want,
+					   argv[optind + 1]);
 			rc = cli_fail(c, &x.e, false);
 			fv_tree_free(&t);
 			break;
@@ -285,7 +292,9 @@ int cmd_ls(struct cli *c, int argc, char **argv)
 			else if (!strtok_r(NULL, "/", &save) && x.len < sizeof x.path)
 				ls_entry(&x, n); /* PATH names a file: list just it */
 			else
-				rc = cli_fail(c, &(struct fv_err){-ENOENT, "path component is not a directory"}, false);
+				rc = cli_fail(c,
+					      &(struct fv_err){-ENOENT, "path component is not a directory"},
+					      false);
 		}
 		fv_tree_free(&t);
 		if (!is_dir)

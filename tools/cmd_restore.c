@@ -10,26 +10,24 @@
 #include "cli.h"
 #include "opts.h"
 
-static const char help[] =
-	"Usage: fabvault restore REPO SNAP --target DIR [OPTIONS]\n"
-	"Restore snapshot SNAP (an id, a unique id prefix, or 'latest') of repository\n"
-	"REPO under DIR: a file backed up as /opt/x/f comes back as DIR/opt/x/f.\n"
-	"Existing files of the same name are replaced; nothing is ever written outside\n"
-	"DIR, whatever the repository holds. Owners are restored when run as root.\n\n"
-	"Options:\n"
-	"  -t, --target DIR       where to restore (required; created if missing)\n"
-	"  -i, --include PATH     restore only PATH and what is below it (repeatable;\n"
-	"                         a path as shown by fabvault ls)\n"
-	"  -n, --dry-run          list what would be restored, write nothing\n"
-	"      --verify           re-read every restored file and compare it with the\n"
-	"                         snapshot (exit status 8 on a mismatch)\n"
-	"      --no-owner         do not restore owners even as root\n"
-	"      --json             print the summary as JSON on stdout\n"
-	"      --passphrase-file F  read the passphrase from file F\n"
-	"  -q, --quiet            no progress line, no summary\n"
-	"  -v, --verbose          print each restored path on stderr\n"
-	"  -h, --help             this help\n\n" FV_EXIT_CODES_HELP;
-
+static const char help[] = "Usage: fabvault restore REPO SNAP --target DIR [OPTIONS]\n"
+			   "Restore snapshot SNAP (an id, a unique id prefix, or 'latest') of repository\n"
+			   "REPO under DIR: a file backed up as /opt/x/f comes back as DIR/opt/x/f.\n"
+			   "Existing files of the same name are replaced; nothing is ever written outside\n"
+			   "DIR, whatever the repository holds. Owners are restored when run as root.\n\n"
+			   "Options:\n"
+			   "  -t, --target DIR       where to restore (required; created if missing)\n"
+			   "  -i, --include PATH     restore only PATH and what is below it (repeatable;\n"
+			   "                         a path as shown by fabvault ls)\n"
+			   "  -n, --dry-run          list what would be restored, write nothing\n"
+			   "      --verify           re-read every restored file and compare it with the\n"
+			   "                         snapshot (exit status 8 on a mismatch)\n"
+			   "      --no-owner         do not restore owners even as root\n"
+			   "      --json             print the summary as JSON on stdout\n"
+			   "      --passphrase-file F  read the passphrase from file F\n"
+			   "  -q, --quiet            no progress line, no summary\n"
+			   "  -v, --verbose          print each restored path on stderr\n"
+			   "  -h, --help             this help\n\n" FV_EXIT_CODES_HELP;
 
 static void on_progress(void *ud, const struct fv_restore_progress *p)
 {
@@ -172,8 +170,9 @@ int cmd_restore(struct cli *c, int argc, char **argv)
 	if (!c->json && !c->quiet && !o.dry_run) {
 		char sz[32];
 		printf("restored %llu files, %llu directories, %llu other entries, %s into %s%s\n",
-		       (unsigned long long)st.files, (unsigned long long)st.dirs, (unsigned long long)st.others,
-		       cli_size(st.bytes, sz), o.target, o.verify ? " (verified)" : "");
+		       (unsigned long long)st.files, (unsigned long long)st.dirs,
+		       (unsigned long long)st.others, cli_size(st.bytes, sz), o.target,
+		       o.verify ? " (verified)" : "");
 	}
 out:
 	fv_snapshot_free(&s);

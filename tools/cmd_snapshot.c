@@ -31,7 +31,6 @@ struct snapctx {
 	struct cli *c;
 };
 
-
 static void on_progress(void *ud, const struct fv_backup_progress *p)
 {
 	cli_progress(ud, p->files, p->total_files, p->bytes, p->total_bytes, "snapshot");
@@ -136,8 +135,8 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 		json_object_put(j);
 	} else if (!c->quiet) {
 		printf("snapshot %.8s saved: %llu files, %s read, %s new, %s stored, %.1f s%s\n", hex,
-		       (unsigned long long)s.stats.files, cli_size(s.stats.bytes, b1), cli_size(s.stats.new_bytes, b2),
-		       cli_size(s.stats.stored_bytes, b3), secs,
+		       (unsigned long long)s.stats.files, cli_size(s.stats.bytes, b1),
+		       cli_size(s.stats.new_bytes, b2), cli_size(s.stats.stored_bytes, b3), secs,
 		       s.flags & FV_SNAP_PARTIAL ? " (PARTIAL: some entries could not be read)" : "");
 	}
 	if (s.flags & FV_SNAP_PARTIAL) {

@@ -27,9 +27,10 @@ static void usage(FILE *f)
 	fprintf(f, "Usage: fabvault COMMAND [ARGS...]\n\nCommands:\n");
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		fprintf(f, "  %-11s %s\n", cmds[i].name, cmds[i].what);
-	fprintf(f, "\n'fabvault COMMAND --help' describes a command. Manual: docs/fabvault.1.md.\n"
-		   "The passphrase comes from FABVAULT_PASSPHRASE, --passphrase-file, the systemd\n"
-		   "credential fabvault-passphrase, or the terminal. Logs go to stderr.\n\n" FV_EXIT_CODES_HELP);
+	fprintf(f,
+		"\n'fabvault COMMAND --help' describes a command. Manual: docs/fabvault.1.md.\n"
+		"The passphrase comes from FABVAULT_PASSPHRASE, --passphrase-file, the systemd\n"
+		"credential fabvault-passphrase, or the terminal. Logs go to stderr.\n\n" FV_EXIT_CODES_HELP);
 }
 
 int main(int argc, char **argv)

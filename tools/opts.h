@@ -9,10 +9,13 @@
 enum { FV_OPT_PASSFILE = 0x100, FV_OPT_JSON };
 
 #define FV_COMMON_SHORTOPTS "hqv"
-#define FV_COMMON_LONGOPTS                                                          \
-	{"help", no_argument, NULL, 'h'}, {"quiet", no_argument, NULL, 'q'},         \
+#define FV_COMMON_LONGOPTS                                                                     \
+	{"help", no_argument, NULL, 'h'}, {"quiet", no_argument, NULL, 'q'},                   \
 		{"verbose", no_argument, NULL, 'v'}, {"json", no_argument, NULL, FV_OPT_JSON}, \
-		{"passphrase-file", required_argument, NULL, FV_OPT_PASSFILE}, {NULL, 0, NULL, 0}
+		{"passphrase-file", required_argument, NULL, FV_OPT_PASSFILE},                 \
+	{                                                                                      \
+		NULL, 0, NULL, 0                                                               \
+	}
 
 /* Handle a common option. Returns -1 when it was handled (keep parsing), or
  * an exit status to return now (help printed: 0; unknown option: 2). */

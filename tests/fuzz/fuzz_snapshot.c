@@ -20,13 +20,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(cond)                                                                      \
-	do {                                                                                  \
-		if (!(cond)) {                                                                \
-			fprintf(stderr, "fuzz_snapshot: %s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                                             \
-			abort();                                                              \
-		}                                                                             \
+#define FUZZ_CHECK(cond)                                                                                \
+	do {                                                                                            \
+		if (!(cond)) {                                                                          \
+			fprintf(stderr, "fuzz_snapshot: %s:%d: check failed: %s\n", __FILE__, __LINE__, \
+				#cond);                                                                 \
+			abort();                                                                        \
+		}                                                                                       \
 	} while (0)
 
 static bool list_eq(char *const *a, char *const *b, uint32_t n)

@@ -19,25 +19,22 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(cond)                                                                  \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr, "fuzz_tree: %s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                                         \
-			abort();                                                          \
-		}                                                                         \
+#define FUZZ_CHECK(cond)                                                                                    \
+	do {                                                                                                \
+		if (!(cond)) {                                                                              \
+			fprintf(stderr, "fuzz_tree: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+			abort();                                                                            \
+		}                                                                                           \
 	} while (0)
 
 static bool node_eq(const struct fv_node *a, const struct fv_node *b)
 {
-	if (strcmp(a->name, b->name) || a->type != b->type || a->flags != b->flags ||
-	    a->mode != b->mode || a->uid != b->uid || a->gid != b->gid || a->nlink != b->nlink ||
-	    a->mtime_ns != b->mtime_ns || a->ctime_ns != b->ctime_ns || a->size != b->size ||
-	    a->rdev != b->rdev || a->hlink != b->hlink || a->nxattrs != b->nxattrs ||
-	    a->nchunks != b->nchunks || memcmp(a->subtree, b->subtree, FV_ID_LEN))
+	if (strcmp(a->name, b->name) || a->type != b->type || a->flags != b->flags || a->mode != b->mode ||
+	    a->uid != b->uid || a->gid != b->gid || a->nlink != b->nlink || a->mtime_ns != b->mtime_ns ||
+	    a->ctime_ns != b->ctime_ns || a->size != b->size || a->rdev != b->rdev || a->hlink != b->hlink ||
+	    a->nxattrs != b->nxattrs || a->nchunks != b->nchunks || memcmp(a->subtree, b->subtree, FV_ID_LEN))
 		return false;
-	if ((a->target == NULL) != (b->target == NULL) ||
-	    (a->target && strcmp(a->target, b->target)))
+	if ((a->target == NULL) != (b->target == NULL) || (a->target && strcmp(a->target, b->target)))
 		return false;
 	for (uint32_t i = 0; i < a->nxattrs; i++) {
 		const struct fv_xattr *x = &a->xattrs[i], *y = &b->xattrs[i];

@@ -103,7 +103,8 @@ FV_TEST(ids_are_keyed_and_deterministic)
 FV_TEST(keyfile_wrong_passphrase_vs_damage)
 {
 	FV_REQUIRE(fv_crypto_init() == 0);
-	uint8_t master[FV_KEY_LEN], back[FV_KEY_LEN], repo[16] = {7}, other_repo[16] = {8}, kf[FV_KEYFILE_SIZE];
+	uint8_t master[FV_KEY_LEN], back[FV_KEY_LEN], repo[16] = {7}, other_repo[16] = {8},
+						      kf[FV_KEYFILE_SIZE];
 	randombytes_buf(master, sizeof master);
 	/* cheapest Argon2id parameters: the format, not the cost, is under test */
 	FV_REQUIRE(fv_keyfile_wrap(master, repo, FV_KDF_ARGON2ID, crypto_pwhash_OPSLIMIT_MIN, 8192 * 1024,
@@ -139,7 +140,7 @@ FV_TEST(config_roundtrip_version_and_mac)
 			      .chunk = {512 * 1024, 1024 * 1024, 8 * 1024 * 1024},
 			      .pack_size = 32u << 20,
 			      .created_ns = 1234567890123456789LL},
-			  d;
+			 d;
 	uint8_t b[FV_CONFIG_SIZE];
 	memset(c.repo_id, 0xab, 16);
 	keys_for(&k, FV_ENC_XCHACHA);
@@ -172,4 +173,5 @@ FV_TEST(config_roundtrip_version_and_mac)
 }
 
 FV_TESTS(xchacha_roundtrip_and_tamper, aesgcm_roundtrip_and_tamper, none_mode_still_authenticates,
-	 ids_are_keyed_and_deterministic, keyfile_wrong_passphrase_vs_damage, config_roundtrip_version_and_mac)
+	 ids_are_keyed_and_deterministic, keyfile_wrong_passphrase_vs_damage,
+	 config_roundtrip_version_and_mac)

@@ -57,7 +57,8 @@ static int write_pack(struct env *v, int n, struct fv_pack_entry *ents, char pat
 	for (int i = 0; i < n; i++) {
 		uint8_t id[FV_ID_LEN] = {(uint8_t)i, 0xee};
 		memset(payload, i, (size_t)i + 1);
-		if (fv_pack_writer_add(&w, FV_OBJ_DATA, id, (uint32_t)(i + 1) * 3, payload, (size_t)i + 1, &ents[i]) < 0)
+		if (fv_pack_writer_add(&w, FV_OBJ_DATA, id, (uint32_t)(i + 1) * 3, payload, (size_t)i + 1,
+				       &ents[i]) < 0)
 			return -1;
 	}
 	uint8_t pid[FV_PACK_ID_LEN];
@@ -86,8 +87,9 @@ FV_TEST(write_read_toc_frames)
 	FV_REQUIRE(fv_pack_read_toc(fd, (uint64_t)st.st_size, &v.k, pid, &toc, &n) == 0);
 	FV_CHECK_EQ(n, 50);
 	for (uint32_t i = 0; i < n && i < 50; i++)
-		FV_CHECK(toc[i].type == ents[i].type && toc[i].off == ents[i].off && toc[i].len == ents[i].len &&
-			 toc[i].rawlen == ents[i].rawlen && memcmp(toc[i].id, ents[i].id, FV_ID_LEN) == 0);
+		FV_CHECK(toc[i].type == ents[i].type && toc[i].off == ents[i].off &&
+			 toc[i].len == ents[i].len && toc[i].rawlen == ents[i].rawlen &&
+			 memcmp(toc[i].id, ents[i].id, FV_ID_LEN) == 0);
 	struct fv_buf b = {0};
 	for (int i = 0; i < 50; i++) {
 		FV_REQUIRE(fv_pack_read_frame(fd, ents[i].off, ents[i].len, &b) == 0);

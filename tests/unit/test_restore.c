@@ -1,9 +1,9 @@
 /* Unit tests for backupd/restore: trees built by hand in a real repository
  * (temp dir), restored, and the result checked on disk. Covers holes,
  * hardlink groups, includes, hostile trees and hostile targets. */
-#include "../../backupd/restore.h"
 #include "../../backupd/crypto.h"
 #include "../../backupd/repo.h"
+#include "../../backupd/restore.h"
 #include "../../backupd/tree.h"
 #include "../harness.h"
 
@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 struct fx {
-	char dir[64];               /* everything of one test lives here */
+	char dir[64]; /* everything of one test lives here */
 	char repo[256];
 	char target[256];
 	struct fv_repo *r;
@@ -121,7 +121,10 @@ static int put_tree(struct fx *f, struct fv_node *nodes, uint32_t n, uint8_t id[
 
 static struct fv_node node_dir(const char *name, const uint8_t sub[FV_ID_LEN], uint32_t mode)
 {
-	struct fv_node n = {.name = (char *)name, .type = FV_FT_DIR, .mode = mode, .nlink = 2,
+	struct fv_node n = {.name = (char *)name,
+			    .type = FV_FT_DIR,
+			    .mode = mode,
+			    .nlink = 2,
 			    .mtime_ns = 1500000000123456789LL};
 	memcpy(n.subtree, sub, FV_ID_LEN);
 	return n;
@@ -129,15 +132,24 @@ static struct fv_node node_dir(const char *name, const uint8_t sub[FV_ID_LEN], u
 
 static struct fv_node node_file(const char *name, struct fv_chunkref *c, uint32_t nc, uint64_t size)
 {
-	return (struct fv_node){.name = (char *)name, .type = FV_FT_REG, .mode = 0640, .nlink = 1,
-				.mtime_ns = 1600000000987654321LL, .size = size, .chunks = c,
+	return (struct fv_node){.name = (char *)name,
+				.type = FV_FT_REG,
+				.mode = 0640,
+				.nlink = 1,
+				.mtime_ns = 1600000000987654321LL,
+				.size = size,
+				.chunks = c,
 				.nchunks = nc};
 }
 
 static struct fv_node node_link(const char *name, const char *target)
 {
-	return (struct fv_node){.name = (char *)name, .type = FV_FT_LNK, .mode = 0777, .nlink = 1,
-				.mtime_ns = 1400000000000000000LL, .target = (char *)target};
+	return (struct fv_node){.name = (char *)name,
+				.type = FV_FT_LNK,
+				.mode = 0777,
+				.nlink = 1,
+				.mtime_ns = 1400000000000000000LL,
+				.target = (char *)target};
 }
 
 /* A file whose content is the string s, in one chunk. */
@@ -203,28 +215,27 @@ static int count_entries(const char *dir)
 
 /* A test with a fixture that is removed whatever the body does (FV_REQUIRE
  * returns from the body only). */
-#define FX_TEST(n)                                                                    \
-	static void fx_body_##n(struct fv_test_ctx *fv_t_, struct fx *fx);            \
-	FV_TEST(n)                                                                    \
-	{                                                                             \
-		struct fx f;                                                          \
-		if (fx_init(&f) == 0)                                                 \
-			fx_body_##n(fv_t_, &f);                                       \
-		else                                                                  \
-			fv_t_->failures++;                                            \
-		fx_fini(&f);                                                          \
-	}                                                                             \
+#define FX_TEST(n)                                                         \
+	static void fx_body_##n(struct fv_test_ctx *fv_t_, struct fx *fx); \
+	FV_TEST(n)                                                         \
+	{                                                                  \
+		struct fx f;                                               \
+		if (fx_init(&f) == 0)                                      \
+			fx_body_##n(fv_t_, &f);                            \
+		else                                                       \
+			fv_t_->failures++;                                 \
+		fx_fini(&f);                                               \
+	}                                                                  \
 	static void fx_body_##n(struct fv_test_ctx *fv_t_, struct fx *fx)
 
 /* Check an engine call, printing its message when it fails. */
-#define ENGINE_OK(call)                                                               \
-	do {                                                                          \
-		if ((call) != 0) {                                                    \
-			fprintf(stderr, "  %s:%d: %s failed: %s\n", __FILE__, __LINE__, \
-				#call, fx->e.msg);                                    \
-			fv_t_->failures++;                                            \
-			return;                                                       \
-		}                                                                     \
+#define ENGINE_OK(call)                                                                                    \
+	do {                                                                                               \
+		if ((call) != 0) {                                                                         \
+			fprintf(stderr, "  %s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, fx->e.msg); \
+			fv_t_->failures++;                                                                 \
+			return;                                                                            \
+		}                                                                                          \
 	} while (0)
 
 FX_TEST(sparse_file_keeps_holes_and_metadata)
@@ -409,8 +420,7 @@ FX_TEST(includes_select_paths)
 /* Encode a one-node tree with a placeholder name, then overwrite the name
  * bytes in the blob: fv_tree_encode refuses bad names, a hostile repository
  * does not ask it. */
-static int put_hostile_tree(struct fx *f, const struct fv_node *n, const char *bad,
-			    uint8_t id[FV_ID_LEN])
+static int put_hostile_tree(struct fx *f, const struct fv_node *n, const char *bad, uint8_t id[FV_ID_LEN])
 {
 	struct fv_tree t = {(struct fv_node *)n, 1};
 	struct fv_buf b = {0};
@@ -441,15 +451,14 @@ FX_TEST(hostile_names_write_nothing_outside)
 		const char *placeholder, *bad;
 		bool dir;
 	} cases[] = {
-		{"QQ", "..", true},                     /* a directory ".." holding "escape" */
+		{"QQ", "..", true},                      /* a directory ".." holding "escape" */
 		{"QQQQQQQQQQQQ", "../../escape", false}, /* a file named with slashes */
 		{"QQQ", "a/b", false},
 		{"Q", ".", true},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		for (int level = 0; level < 2; level++) { /* hostile root, hostile subtree */
-			struct fv_node n = cases[i].dir ? node_dir(cases[i].placeholder, inner, 0755)
-							: esc;
+			struct fv_node n = cases[i].dir ? node_dir(cases[i].placeholder, inner, 0755) : esc;
 			if (!cases[i].dir)
 				n.name = (char *)cases[i].placeholder;
 			uint8_t id[FV_ID_LEN], root[FV_ID_LEN];
@@ -525,7 +534,7 @@ FX_TEST(symlinks_restored_not_followed)
 	snprintf(outside, sizeof outside, "%s/outside-dir", fx->dir);
 	FV_REQUIRE(mkdir(outside, 0755) == 0);
 	struct fv_node top[3];
-	top[0] = node_link("a", outside);             /* absolute, to a real directory */
+	top[0] = node_link("a", outside);            /* absolute, to a real directory */
 	top[1] = node_link("b", "dangling/nowhere"); /* relative, dangling */
 	struct fv_chunkref r;
 	ENGINE_OK(small_file(fx, "c", "c\n", &r, &top[2]));
@@ -585,7 +594,10 @@ FX_TEST(damaged_chunk_and_special_files)
 	struct fv_node top[4];
 	top[0] = node_file("bad", &bad, 1, 20);
 	ENGINE_OK(small_file(fx, "good", "fine\n", &ok, &top[1]));
-	top[2] = (struct fv_node){.name = (char *)"fifo", .type = FV_FT_FIFO, .mode = 0620, .nlink = 1,
+	top[2] = (struct fv_node){.name = (char *)"fifo",
+				  .type = FV_FT_FIFO,
+				  .mode = 0620,
+				  .nlink = 1,
 				  .mtime_ns = 1000000000LL};
 	top[3] = (struct fv_node){.name = (char *)"sock", .type = FV_FT_SOCK, .mode = 0755, .nlink = 1};
 	uint8_t root[FV_ID_LEN];
@@ -602,8 +614,8 @@ FX_TEST(damaged_chunk_and_special_files)
 	struct stat sb;
 	FV_CHECK(lstat(tpath(fx, "good"), &sb) == 0 && sb.st_size == 5);
 	FV_CHECK(lstat(tpath(fx, "bad"), &sb) == 0 && sb.st_size == 20); /* a hole where it was */
-	FV_CHECK(lstat(tpath(fx, "fifo"), &sb) == 0 && S_ISFIFO(sb.st_mode) &&
-		 (sb.st_mode & 07777) == 0620 && sb.st_mtim.tv_sec == 1);
+	FV_CHECK(lstat(tpath(fx, "fifo"), &sb) == 0 && S_ISFIFO(sb.st_mode) && (sb.st_mode & 07777) == 0620 &&
+		 sb.st_mtim.tv_sec == 1);
 	FV_CHECK(lstat(tpath(fx, "sock"), &sb) < 0);
 }
 

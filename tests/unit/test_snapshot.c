@@ -90,10 +90,19 @@ struct raw {
 
 static struct raw raw_ok(void)
 {
-	return (struct raw){.version = 1, .host = "host", .hostlen = 4,
-			    .npaths = 1, .npaths_real = 1, .path = "p", .pathlen = 1,
-			    .ntags = 1, .ntags_real = 1, .tag = "t", .taglen = 1,
-			    .version_str = "v", .version_len = 1};
+	return (struct raw){.version = 1,
+			    .host = "host",
+			    .hostlen = 4,
+			    .npaths = 1,
+			    .npaths_real = 1,
+			    .path = "p",
+			    .pathlen = 1,
+			    .ntags = 1,
+			    .ntags_real = 1,
+			    .tag = "t",
+			    .taglen = 1,
+			    .version_str = "v",
+			    .version_len = 1};
 }
 
 static void raw_write(struct fv_buf *b, const struct raw *r)
@@ -230,14 +239,14 @@ FV_TEST(limits_are_accepted)
 	/* One past each limit: the encoder refuses (-EINVAL), appending nothing. */
 	char *p2 = repeat('p', 4097), *t2 = repeat('t', 256), *empty = "";
 	fv_buf_u8(&b, 42);
-#define REFUSED(change, undo)                                        \
-	do {                                                         \
-		change;                                              \
-		FV_CHECK_EQ(fv_snapshot_encode(&s, &b), -EINVAL);    \
-		FV_CHECK_EQ(b.len, 1);                               \
-		undo;                                                \
-		FV_CHECK_EQ(fv_snapshot_encode(&s, &b), 0);          \
-		b.len = 1;                                           \
+#define REFUSED(change, undo)                                     \
+	do {                                                      \
+		change;                                           \
+		FV_CHECK_EQ(fv_snapshot_encode(&s, &b), -EINVAL); \
+		FV_CHECK_EQ(b.len, 1);                            \
+		undo;                                             \
+		FV_CHECK_EQ(fv_snapshot_encode(&s, &b), 0);       \
+		b.len = 1;                                        \
 	} while (0)
 	REFUSED(s.npaths = 4097, s.npaths = 4096);
 	REFUSED(s.npaths = 0, s.npaths = 4096);
@@ -308,10 +317,10 @@ FV_TEST(decoder_enforces_counts_and_lengths)
 {
 	char *big = repeat('x', 4097);
 	struct raw r;
-#define CASE(field_changes, expect)                 \
-	do {                                        \
-		r = raw_ok();                       \
-		field_changes;                      \
+#define CASE(field_changes, expect)                  \
+	do {                                         \
+		r = raw_ok();                        \
+		field_changes;                       \
 		FV_CHECK_EQ(decode_raw(&r), expect); \
 	} while (0)
 	CASE((r.host = big, r.hostlen = 255), 0);

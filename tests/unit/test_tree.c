@@ -145,13 +145,11 @@ static void sample_tree(struct fv_tree *t)
 
 static bool node_eq(const struct fv_node *a, const struct fv_node *b)
 {
-	if (strcmp(a->name, b->name) || a->type != b->type || a->flags != b->flags ||
-	    a->mode != b->mode || a->uid != b->uid || a->gid != b->gid || a->nlink != b->nlink ||
-	    a->mtime_ns != b->mtime_ns || a->ctime_ns != b->ctime_ns || a->size != b->size ||
-	    a->rdev != b->rdev || a->hlink != b->hlink)
+	if (strcmp(a->name, b->name) || a->type != b->type || a->flags != b->flags || a->mode != b->mode ||
+	    a->uid != b->uid || a->gid != b->gid || a->nlink != b->nlink || a->mtime_ns != b->mtime_ns ||
+	    a->ctime_ns != b->ctime_ns || a->size != b->size || a->rdev != b->rdev || a->hlink != b->hlink)
 		return false;
-	if ((a->target == NULL) != (b->target == NULL) ||
-	    (a->target && strcmp(a->target, b->target)))
+	if ((a->target == NULL) != (b->target == NULL) || (a->target && strcmp(a->target, b->target)))
 		return false;
 	if (a->nxattrs != b->nxattrs || a->nchunks != b->nchunks)
 		return false;
@@ -261,8 +259,7 @@ FV_TEST(roundtrip_every_kind_of_entry)
 	FV_REQUIRE(f != NULL);
 	FV_CHECK_EQ(f->mode, 07777);
 	FV_CHECK_EQ(f->nxattrs, 3);
-	FV_CHECK(f->xattrs[0].value_len == 5 &&
-		 memcmp(f->xattrs[0].value, "\0\x01\0\xff\0", 5) == 0);
+	FV_CHECK(f->xattrs[0].value_len == 5 && memcmp(f->xattrs[0].value, "\0\x01\0\xff\0", 5) == 0);
 	FV_CHECK(f->xattrs[1].value_len == 0);
 	f = fv_tree_find(&back, "dir");
 	FV_REQUIRE(f != NULL);
@@ -402,20 +399,20 @@ FV_TEST(sort_and_find)
 
 /* Apply one change to a valid sorted tree; the encoder must refuse it and
  * leave the output buffer as it was. */
-#define REFUSED(change)                                                    \
-	do {                                                               \
-		struct fv_tree t_;                                         \
-		sample_tree(&t_);                                          \
-		fv_tree_sort(&t_);                                         \
-		struct fv_node *n_ = &t_.nodes[0];                         \
-		(void)n_;                                                  \
-		change;                                                    \
-		struct fv_buf b_ = {0};                                    \
-		fv_buf_u8(&b_, 42);                                        \
-		FV_CHECK_EQ(fv_tree_encode(&t_, &b_), -EINVAL);            \
-		FV_CHECK_EQ(b_.len, 1);                                    \
-		fv_buf_free(&b_);                                          \
-		fv_tree_free(&t_);                                         \
+#define REFUSED(change)                                         \
+	do {                                                    \
+		struct fv_tree t_;                              \
+		sample_tree(&t_);                               \
+		fv_tree_sort(&t_);                              \
+		struct fv_node *n_ = &t_.nodes[0];              \
+		(void)n_;                                       \
+		change;                                         \
+		struct fv_buf b_ = {0};                         \
+		fv_buf_u8(&b_, 42);                             \
+		FV_CHECK_EQ(fv_tree_encode(&t_, &b_), -EINVAL); \
+		FV_CHECK_EQ(b_.len, 1);                         \
+		fv_buf_free(&b_);                               \
+		fv_tree_free(&t_);                              \
 	} while (0)
 
 static struct fv_node *by_name(struct fv_tree *t, const char *name)
@@ -505,11 +502,11 @@ FV_TEST(encoder_refuses_what_the_decoder_would_reject)
 		f->xattrs[3].value = malloc(FV_XATTR_VALUE_MAX + 1);
 	});
 	/* chunks */
-	REFUSED(by_name(&t_, sn)->chunks[1].off = 50);     /* overlaps [0, 100) */
-	REFUSED(by_name(&t_, sn)->chunks[1].off = 0);      /* same offset */
-	REFUSED(by_name(&t_, sn)->chunks[2].len = 0);      /* empty */
-	REFUSED(by_name(&t_, sn)->chunks[2].len = 1001);   /* past size */
-	REFUSED(by_name(&t_, sn)->size = 9999);            /* past size */
+	REFUSED(by_name(&t_, sn)->chunks[1].off = 50);    /* overlaps [0, 100) */
+	REFUSED(by_name(&t_, sn)->chunks[1].off = 0);     /* same offset */
+	REFUSED(by_name(&t_, sn)->chunks[2].len = 0);     /* empty */
+	REFUSED(by_name(&t_, sn)->chunks[2].len = 1001);  /* past size */
+	REFUSED(by_name(&t_, sn)->size = 9999);           /* past size */
 	REFUSED(add_chunk(by_name(&t_, "dir"), 0, 1, 0)); /* chunks on a dir */
 	REFUSED({
 		struct fv_node *f = by_name(&t_, "hard1");
@@ -812,5 +809,5 @@ FV_TESTS(roundtrip_every_kind_of_entry, layout_matches_the_format_description,
 	 empty_tree_and_limits_roundtrip, name_rules, sort_and_find,
 	 encoder_refuses_what_the_decoder_would_reject, decoder_rejects_every_truncation,
 	 decoder_rejects_version_and_trailing_bytes, decoder_rejects_flag_reserved_type_mode_bits,
-	 decoder_rejects_bad_names_and_targets, decoder_rejects_bad_xattrs,
-	 decoder_rejects_bad_chunk_lists, decoder_rejects_huge_counts_without_allocating)
+	 decoder_rejects_bad_names_and_targets, decoder_rejects_bad_xattrs, decoder_rejects_bad_chunk_lists,
+	 decoder_rejects_huge_counts_without_allocating)
