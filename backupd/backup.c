@@ -166,6 +166,8 @@ static int read_xattrs(int dfd, const char *name, struct fv_node *n)
 	size_t cnt = 0;
 	for (ssize_t i = 0; i < len; i += (ssize_t)strlen(list + i) + 1)
 		cnt++;
+	if (!cnt)
+		goto out;
 	n->xattrs = calloc(cnt, sizeof *n->xattrs);
 	if (!n->xattrs) {
 		rc = -ENOMEM;
@@ -770,11 +772,15 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 		rc = fv_err_sys(e, -errno, "cannot open /");
 		goto out;
 	}
-	strcpy(c.path, "/");
+	c.path[0] = '/';
+	c.path[1] = 0;
 	c.pathlen = 1;
 	if (root.source) {
 		struct stat st;
-		fstat(rootfd, &st);
+		if (fstat(rootfd, &st) < 0) {
+			rc = fv_err_sys(e, -errno, "cannot stat /");
+			goto out;
+		}
 		rc = store_dir(&c, rootfd, out->root, 0, st.st_dev);
 	} else {
 		rc = store_vdir(&c, rootfd, &root, out->root);

@@ -314,7 +314,7 @@ static int check_one_pack(struct cctx *c, const char *rel, const uint8_t packid[
 				continue;
 			const struct fv_pack_entry *pe = toc_find(c, ie->off);
 			if (!pe || pe->len != ie->len || pe->type != fv_index_type(ie) ||
-			    pe->rawlen != ie->rawlen || memcmp(pe->id, ie->id, FV_ID_LEN)) {
+			    pe->rawlen != ie->rawlen || memcmp(pe->id, ie->id, FV_ID_LEN) != 0) {
 				mismatched++;
 				idset_add(&c->damaged, ie->id);
 			}
@@ -400,14 +400,14 @@ static int cmp_entry_place(const void *a, const void *b)
 static int read_all_data(struct cctx *c)
 {
 	size_t n = c->r->idx.n;
-	const struct fv_index_entry **order = malloc((n ? n : 1) * sizeof *order);
+	const struct fv_index_entry **order = malloc((n ? n : 1) * sizeof(const struct fv_index_entry *));
 	struct fv_err le = {0};
 	if (!order)
 		return fv_err_set(c->e, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++)
 		order[i] = &c->r->idx.e[i];
 	/* pack by pack, in file order: sequential reads */
-	qsort(order, n, sizeof *order, cmp_entry_place);
+	qsort(order, n, sizeof(const struct fv_index_entry *), cmp_entry_place);
 	for (size_t i = 0; i < n; i++) {
 		const struct fv_index_entry *ie = order[i];
 		if (idset_has(&c->damaged, ie->id))

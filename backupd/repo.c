@@ -51,24 +51,12 @@ static int64_t now_ns(void)
 
 static bool dir_is_empty(int fd)
 {
-	int dup_fd = dup(fd);
-	if (dup_fd < 0)
+	char **names = NULL;
+	size_t n = 0;
+	if (fv_dir_names(fd, NULL, 0, &names, &n, NULL) < 0)
 		return false;
-	DIR *d = fdopendir(dup_fd);
-	if (!d) {
-		close(dup_fd);
-		return false;
-	}
-	bool empty = true;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-			empty = false;
-			break;
-		}
-	}
-	closedir(d);
-	return empty;
+	fv_names_free(names, n);
+	return n == 0;
 }
 
 int fv_repo_create(const char *path, const struct fv_repo_create_opts *o, const char *pass, size_t passlen,
@@ -722,7 +710,8 @@ int fv_repo_get(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], st
 		if (plen - 1 != rawlen)
 			return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s has the wrong length",
 					  r->path, hex);
-		memcpy(o, p + 1, rawlen);
+		if (rawlen)
+			memcpy(o, p + 1, rawlen);
 	} else if (p[0] == ENC_ZSTD) {
 		size_t d = ZSTD_decompressDCtx(r->dctx, o, rawlen, p + 1, plen - 1);
 		if (ZSTD_isError(d) || d != rawlen)
@@ -831,7 +820,7 @@ static int read_snapshots(struct fv_repo *r, const char *prefix, struct fv_snaps
 	}
 	for (size_t i = 0; i < cnt; i++) {
 		uint8_t *pt = NULL, id[FV_ID_LEN];
-		size_t len;
+		size_t len = 0;
 		if (strncmp(names[i], prefix, pl) != 0)
 			continue;
 		rc = fv_repo_obj_read(r, "snapshots", names[i], SNAPSHOT_MAGIC, FV_OBJ_SNAPSHOT, &pt, &len,

@@ -166,7 +166,8 @@ static int path_push(struct restore *c, const char *name, size_t len)
 	}
 	if (c->plen)
 		c->path[c->plen++] = '/';
-	memcpy(c->path + c->plen, name, len);
+	if (len)
+		memcpy(c->path + c->plen, name, len);
 	c->plen += len;
 	c->path[c->plen] = 0;
 	return 0;
@@ -430,6 +431,8 @@ static bool set_meta(struct restore *c, int fd, int dirfd, const struct fv_node 
  * follows what was there. Returns 0 or -errno. */
 static int make_node(struct restore *c, int dirfd, const struct fv_node *n, const char *link_from)
 {
+	if (!n->name || (n->type == FV_FT_LNK && !n->target))
+		return -EINVAL; /* fv_tree_decode never yields these */
 	for (int tries = 0;; tries++) {
 		int rc;
 		if (link_from)
@@ -453,6 +456,8 @@ static int make_node(struct restore *c, int dirfd, const struct fv_node *n, cons
 
 static int create_file(int dirfd, const char *name, int access)
 {
+	if (!name)
+		return -EINVAL;
 	for (int tries = 0;; tries++) {
 		int fd = openat(dirfd, name, access | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd >= 0)
@@ -468,6 +473,8 @@ static int create_file(int dirfd, const char *name, int access)
  * its metadata is set) or replacing a non-directory in the way. */
 static int open_dir(int dirfd, const char *name)
 {
+	if (!name)
+		return -EINVAL;
 	if (mkdirat(dirfd, name, 0700) < 0) {
 		if (errno != EEXIST)
 			return -errno;

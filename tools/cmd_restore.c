@@ -117,7 +117,6 @@ int cmd_restore(struct cli *c, int argc, char **argv)
 			rc = cli_common_opt(c, opt, "restore", help);
 			if (rc >= 0)
 				goto out;
-			rc = FV_EXIT_OK;
 		}
 	}
 	if (argc - optind != 2) {

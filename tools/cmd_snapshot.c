@@ -87,7 +87,6 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 			rc = cli_common_opt(c, opt, "snapshot", help);
 			if (rc >= 0)
 				goto out;
-			rc = FV_EXIT_OK;
 		}
 	}
 	if (argc - optind < 2) {
