@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../common/fsutil.h"
+#include "filescache.h"
 
 #define MAX_DEPTH 2048
 #define READ_TRIES 3
@@ -46,6 +47,9 @@ struct bctx {
 	struct fv_snap_stats st;
 	struct fv_backup_progress prog;
 	struct timespec last_prog;
+	struct fv_fcache *fc; /* NULL: no files cache */
+	int64_t start_ns;
+	struct fv_backup_counters cnt;
 	char path[PATH_MAX * 2]; /* absolute path of the current entry */
 	size_t pathlen;
 };
@@ -257,6 +261,7 @@ static int store_region(struct bctx *c, int fd, uint64_t off, uint64_t end, stru
 			return fv_err_set(c->e, rc, "out of memory");
 		c->st.bytes += cut;
 		c->prog.bytes += cut;
+		c->cnt.read_bytes += cut;
 		memmove(c->buf, c->buf + cut, have - cut);
 		have -= cut;
 		pos += cut;
@@ -322,6 +327,16 @@ static void node_from_stat(struct fv_node *n, const struct stat *st)
  * 0, 1 (skipped with a warning), or a negative fatal code. */
 static int store_file(struct bctx *c, int dfd, const char *name, struct fv_node *n, struct stat *st)
 {
+	if (c->fc && fv_fcache_lookup(c->fc, c->path, st, &n->chunks, &n->nchunks)) {
+		/* unchanged since a snapshot that read it: not read again */
+		for (uint32_t i = 0; i < n->nchunks; i++) {
+			c->st.bytes += n->chunks[i].len;
+			c->prog.bytes += n->chunks[i].len;
+		}
+		c->cnt.cached_files++;
+		progress(c, false);
+		return 0;
+	}
 	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
 	if (fd < 0 && errno == EPERM)
 		fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -348,8 +363,12 @@ static int store_file(struct bctx *c, int dfd, const char *name, struct fv_node 
 			break;
 		}
 		if (after.st_size == st->st_size && ts_ns(after.st_mtim) == ts_ns(st->st_mtim) &&
-		    ts_ns(after.st_ctim) == ts_ns(st->st_ctim))
+		    ts_ns(after.st_ctim) == ts_ns(st->st_ctim)) {
+			if (c->fc &&
+			    fv_fcache_put(c->fc, c->path, st, n->chunks, n->nchunks, c->start_ns) < 0)
+				rc = fv_err_set(c->e, -ENOMEM, "out of memory (files cache)");
 			break;
+		}
 		if (attempt == READ_TRIES) {
 			n->flags |= FV_NODE_INCONSISTENT;
 			if (c->o->warn)
@@ -697,6 +716,7 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 
 	memset(out, 0, sizeof *out);
 	clock_gettime(CLOCK_REALTIME, &t0);
+	c.start_ns = ts_ns(t0);
 	fv_repo_stats(r, &before);
 	if (o->npaths == 0)
 		return fv_err_set(e, -EINVAL, "no source path given");
@@ -767,6 +787,14 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 	}
 	if (o->count_first && o->progress)
 		count_sources(&c, abs, o->npaths);
+	if (o->cache_dir) {
+		const char *note;
+		rc = fv_fcache_open(r, o->cache_dir, &c.fc, &note, e);
+		if (rc < 0)
+			goto out;
+		if (note && o->warn)
+			o->warn(o->ud, o->cache_dir, 0, note);
+	}
 	rootfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0) {
 		rc = fv_err_sys(e, -errno, "cannot open /");
@@ -828,7 +856,16 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 	clock_gettime(CLOCK_REALTIME, &t1);
 	out->end_ns = ts_ns(t1);
 	rc = fv_repo_snapshot_save(r, out, e);
+	if (rc == 0 && c.fc) {
+		/* after the save: every chunk the cache names is committed */
+		struct fv_err ce = {0};
+		if (fv_fcache_save(c.fc, &ce) < 0 && o->warn)
+			o->warn(o->ud, o->cache_dir, 0, ce.msg);
+	}
+	if (o->counters)
+		*o->counters = c.cnt;
 out:
+	fv_fcache_close(c.fc);
 	if (rc < 0)
 		fv_snapshot_free(out);
 	if (rootfd >= 0)

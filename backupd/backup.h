@@ -23,6 +23,12 @@ struct fv_backup_progress {
 	const char *path;                  /* current file */
 };
 
+/* What a run did beyond the snapshot's own statistics. */
+struct fv_backup_counters {
+	uint64_t cached_files; /* regular files taken from the files cache, not read */
+	uint64_t read_bytes;   /* file data actually read */
+};
+
 struct fv_backup_opts {
 	const char *const *paths; /* source paths (need not be absolute) */
 	size_t npaths;
@@ -33,6 +39,11 @@ struct fv_backup_opts {
 	const char *host;     /* NULL: gethostname() */
 	bool one_file_system; /* do not cross mount points below a source path */
 	bool count_first;     /* walk once to learn totals for progress/ETA */
+	/* cache_dir: where the files cache lives (backupd/filescache.h); NULL
+	 * reads every file. A cache that cannot be used is reported via warn()
+	 * with code 0 and does not make the snapshot partial. */
+	const char *cache_dir;
+	struct fv_backup_counters *counters; /* optional out */
 	/* warn: an entry was skipped or stored inconsistent (path, -errno, text). */
 	void (*warn)(void *ud, const char *path, int code, const char *msg);
 	/* progress: called at most a few times per second. */

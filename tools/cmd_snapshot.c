@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../backupd/backup.h"
+#include "../backupd/filescache.h"
 #include "cli.h"
 #include "opts.h"
 
@@ -21,6 +22,9 @@ static const char help[] =
 	"                         full path if it holds a '/', else the name (repeatable)\n"
 	"  -x, --one-file-system  do not cross into other filesystems\n"
 	"      --host NAME        record NAME instead of this host's name\n"
+	"      --no-cache         read every file (do not use the files cache)\n"
+	"      --cache-dir DIR    keep the files cache under DIR (default\n"
+	"                         $XDG_CACHE_HOME/fabvault or ~/.cache/fabvault)\n"
 	"      --passphrase-file F  read the passphrase from file F\n"
 	"      --json             print the result as JSON on stdout\n"
 	"  -q, --quiet            no progress line, no summary\n"
@@ -53,6 +57,8 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 		{"exclude", required_argument, NULL, 'e'},
 		{"one-file-system", no_argument, NULL, 'x'},
 		{"host", required_argument, NULL, 'H'},
+		{"no-cache", no_argument, NULL, 'N'},
+		{"cache-dir", required_argument, NULL, 'D'},
 		FV_COMMON_LONGOPTS,
 	};
 	struct fv_backup_opts o = {0};
@@ -62,6 +68,10 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 	struct fv_snapshot s = {0};
 	struct fv_err e = {0};
 	int opt, rc = FV_EXIT_OK;
+	bool no_cache = false;
+	const char *cache_dir = NULL;
+	char default_cache[4096];
+	struct fv_backup_counters cnt = {0};
 
 	while ((opt = getopt_long(argc, argv, "t:e:x" FV_COMMON_SHORTOPTS, lo, NULL)) != -1) {
 		switch (opt) {
@@ -83,6 +93,12 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 		case 'H':
 			o.host = optarg;
 			break;
+		case 'N':
+			no_cache = true;
+			break;
+		case 'D':
+			cache_dir = optarg;
+			break;
 		default:
 			rc = cli_common_opt(c, opt, "snapshot", help);
 			if (rc >= 0)
@@ -100,6 +116,12 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 	o.excludes = ex;
 	o.nexcludes = nex;
 	o.warn = cli_warn;
+	o.counters = &cnt;
+	if (!no_cache) {
+		if (!cache_dir && fv_fcache_default_dir(default_cache, sizeof default_cache) == 0)
+			cache_dir = default_cache;
+		o.cache_dir = cache_dir; /* NULL (no home): every file is read */
+	}
 	o.ud = c;
 	if (c->tty && !c->quiet) {
 		o.progress = on_progress;
@@ -113,7 +135,7 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	cli_progress_done(c);
-	char hex[2 * FV_ID_LEN + 1], b1[32], b2[32], b3[32];
+	char hex[2 * FV_ID_LEN + 1], b1[32], b2[32], b3[32], b4[32];
 	fv_hex(s.id, FV_ID_LEN, hex);
 	double secs = (double)(s.end_ns - s.time_ns) / 1e9;
 	if (c->json) {
@@ -125,6 +147,8 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 		json_object_object_add(j, "dirs", json_object_new_uint64(s.stats.dirs));
 		json_object_object_add(j, "others", json_object_new_uint64(s.stats.others));
 		json_object_object_add(j, "bytes", json_object_new_uint64(s.stats.bytes));
+		json_object_object_add(j, "read_bytes", json_object_new_uint64(cnt.read_bytes));
+		json_object_object_add(j, "files_from_cache", json_object_new_uint64(cnt.cached_files));
 		json_object_object_add(j, "new_blobs", json_object_new_uint64(s.stats.new_chunks));
 		json_object_object_add(j, "new_bytes", json_object_new_uint64(s.stats.new_bytes));
 		json_object_object_add(j, "stored_bytes", json_object_new_uint64(s.stats.stored_bytes));
@@ -133,9 +157,14 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 		puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY));
 		json_object_put(j);
 	} else if (!c->quiet) {
-		printf("snapshot %.8s saved: %llu files, %s read, %s new, %s stored, %.1f s%s\n", hex,
-		       (unsigned long long)s.stats.files, cli_size(s.stats.bytes, b1),
-		       cli_size(s.stats.new_bytes, b2), cli_size(s.stats.stored_bytes, b3), secs,
+		char unchanged[64] = "";
+		if (cnt.cached_files)
+			snprintf(unchanged, sizeof unchanged, " (%llu unchanged, not read)",
+				 (unsigned long long)cnt.cached_files);
+		printf("snapshot %.8s saved: %llu files%s, %s, %s read, %s new, %s stored, %.1f s%s\n", hex,
+		       (unsigned long long)s.stats.files, unchanged, cli_size(s.stats.bytes, b1),
+		       cli_size(cnt.read_bytes, b4), cli_size(s.stats.new_bytes, b2),
+		       cli_size(s.stats.stored_bytes, b3), secs,
 		       s.flags & FV_SNAP_PARTIAL ? " (PARTIAL: some entries could not be read)" : "");
 	}
 	if (s.flags & FV_SNAP_PARTIAL) {

@@ -36,6 +36,8 @@ export FABVAULT_PASSPHRASE=test-passphrase
 unset CREDENTIALS_DIRECTORY
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/fv-$(basename "$0" .sh).XXXXXX")
+# each test has its own files cache (fabvault snapshot keeps it under $XDG_CACHE_HOME)
+export XDG_CACHE_HOME=$T/.cache
 fv_exit_cmds=()
 
 on_exit() {
