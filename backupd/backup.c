@@ -230,12 +230,21 @@ static int add_chunk(struct fv_node *n, size_t *cap, uint64_t off, uint32_t len,
 static int store_region(struct bctx *c, int fd, uint64_t off, uint64_t end, struct fv_node *n, size_t *cap)
 {
 	const struct fv_chunker *ch = fv_repo_chunker(c->r);
-	size_t have = 0;
-	uint64_t pos = off; /* file offset of c->buf[0] */
+	/* c->buf[start..have) is unchunked data; pos is the file offset of
+	 * c->buf[start]. The buffer holds two max-size chunks: the tail is moved
+	 * to the front only when less than one max chunk is left, so each byte
+	 * is moved at most once and rarely (not after every chunk). */
+	size_t start = 0, have = 0, max = ch->p.max;
+	uint64_t pos = off;
 	bool eof = false;
 	int rc;
-	while (!eof || have > 0) {
-		if (!eof && have < c->bufcap / 2) {
+	while (!eof || have > start) {
+		if (!eof && have - start < max) {
+			if (start) {
+				memmove(c->buf, c->buf + start, have - start);
+				have -= start;
+				start = 0;
+			}
 			size_t want = c->bufcap - have, got;
 			if (want > end - (pos + have))
 				want = (size_t)(end - (pos + have));
@@ -246,14 +255,15 @@ static int store_region(struct bctx *c, int fd, uint64_t off, uint64_t end, stru
 			if (got < want || pos + have >= end)
 				eof = true; /* a shrinking file ends early: caught by the stat check */
 		}
-		if (have == 0)
+		if (have == start)
 			break;
-		size_t cut = fv_chunker_next(ch, c->buf, have, eof);
+		const uint8_t *d = c->buf + start;
+		size_t cut = fv_chunker_next(ch, d, have - start, eof);
 		if (cut == 0)
 			continue; /* need more data (only while !eof) */
 		uint8_t id[FV_ID_LEN];
-		fv_repo_id(c->r, c->buf, cut, id);
-		rc = fv_repo_put(c->r, FV_OBJ_DATA, id, c->buf, cut, NULL, c->e);
+		fv_repo_id(c->r, d, cut, id);
+		rc = fv_repo_put(c->r, FV_OBJ_DATA, id, d, cut, NULL, c->e);
 		if (rc < 0)
 			return rc;
 		rc = add_chunk(n, cap, pos, (uint32_t)cut, id);
@@ -262,8 +272,7 @@ static int store_region(struct bctx *c, int fd, uint64_t off, uint64_t end, stru
 		c->st.bytes += cut;
 		c->prog.bytes += cut;
 		c->cnt.read_bytes += cut;
-		memmove(c->buf, c->buf + cut, have - cut);
-		have -= cut;
+		start += cut;
 		pos += cut;
 		progress(c, false);
 	}

@@ -216,7 +216,7 @@ int fv_pack_read_frame(int fd, uint32_t off, uint32_t len, struct fv_buf *out)
 	out->len = 0;
 	if (len < FV_FRAME_OVERHEAD || len > FV_FRAME_MAX)
 		return -EUCLEAN;
-	uint8_t *p = fv_buf_extend(out, len);
+	uint8_t *p = fv_buf_grow(out, len);
 	if (!p)
 		return -ENOMEM;
 	int rc = fv_pread_full(fd, p, len, off);

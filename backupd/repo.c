@@ -565,6 +565,22 @@ static int finish_pack(struct fv_repo *r, struct fv_err *e)
 	return 0;
 }
 
+/* Float vectors and already-compressed data do not shrink: probe a 64 KiB
+ * sample from the middle at zstd level 1 (several times faster than level 3)
+ * and skip the full attempt when the sample saves less than 3%. The scratch
+ * space is the caller's (it is overwritten by the real attempt). Chunks up
+ * to four samples long are simply tried in full. */
+#define PROBE_LEN (64u * 1024)
+static bool worth_compressing(struct fv_repo *r, const uint8_t *data, size_t len, uint8_t *scratch,
+			      size_t cap)
+{
+	if (len <= 4 * PROBE_LEN)
+		return true;
+	const uint8_t *mid = data + len / 2 - PROBE_LEN / 2;
+	size_t c = ZSTD_compressCCtx(r->cctx, scratch, cap, mid, PROBE_LEN, 1);
+	return ZSTD_isError(c) || c < PROBE_LEN - PROBE_LEN / 32;
+}
+
 int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], const void *data, size_t len,
 		bool *added, struct fv_err *e)
 {
@@ -583,11 +599,11 @@ int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], co
 	 * it is smaller */
 	r->plain.len = 0;
 	size_t bound = ZSTD_compressBound(len);
-	uint8_t *p = fv_buf_extend(&r->plain, 1 + (bound > len ? bound : len));
+	uint8_t *p = fv_buf_grow(&r->plain, 1 + (bound > len ? bound : len));
 	if (!p)
 		return fv_err_set(e, -ENOMEM, "out of memory");
 	size_t plen = 0;
-	if (r->cfg.compression && len > 0) {
+	if (r->cfg.compression && len > 0 && worth_compressing(r, data, len, p + 1, bound)) {
 		size_t c = ZSTD_compressCCtx(r->cctx, p + 1, bound, data, len, r->cfg.zstd_level);
 		if (!ZSTD_isError(c) && c < len) {
 			p[0] = ENC_ZSTD;
@@ -600,7 +616,7 @@ int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], co
 		plen = 1 + len;
 	}
 	r->sealed.len = 0;
-	uint8_t *s = fv_buf_extend(&r->sealed, plen + fv_seal_overhead(r->keys.alg));
+	uint8_t *s = fv_buf_grow(&r->sealed, plen + fv_seal_overhead(r->keys.alg));
 	if (!s)
 		return fv_err_set(e, -ENOMEM, "out of memory");
 	rc = fv_seal(&r->keys, type, id, p, plen, s);
@@ -696,14 +712,14 @@ int fv_repo_get(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], st
 	if (rc < 0)
 		return fv_err_sys(e, rc, "cannot read %s/%s", r->path, path);
 	r->plain.len = 0;
-	uint8_t *p = fv_buf_extend(&r->plain, r->frame.len);
+	uint8_t *p = fv_buf_grow(&r->plain, r->frame.len);
 	if (!p)
 		return fv_err_set(e, -ENOMEM, "out of memory");
 	size_t plen;
 	if (fv_unseal(&r->keys, type, id, r->frame.data, r->frame.len, p, &plen) < 0 || plen < 1)
 		return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s in %s failed authentication",
 				  r->path, hex, path);
-	uint8_t *o = fv_buf_extend(out, rawlen);
+	uint8_t *o = fv_buf_grow(out, rawlen);
 	if (!o && rawlen)
 		return fv_err_set(e, -ENOMEM, "out of memory");
 	if (p[0] == ENC_RAW) {

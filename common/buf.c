@@ -35,13 +35,20 @@ fail:
 	return -ENOMEM;
 }
 
-uint8_t *fv_buf_extend(struct fv_buf *b, size_t n)
+uint8_t *fv_buf_grow(struct fv_buf *b, size_t n)
 {
 	if (fv_buf_reserve(b, n) < 0)
 		return NULL;
 	uint8_t *p = b->data + b->len;
-	memset(p, 0, n);
 	b->len += n;
+	return p;
+}
+
+uint8_t *fv_buf_extend(struct fv_buf *b, size_t n)
+{
+	uint8_t *p = fv_buf_grow(b, n);
+	if (p)
+		memset(p, 0, n);
 	return p;
 }
 

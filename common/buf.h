@@ -37,6 +37,9 @@ void fv_buf_str(struct fv_buf *b, const char *s, size_t n);
 /* Append n zero bytes and return a pointer to them (NULL after oom). The
  * pointer is valid until the next append. */
 uint8_t *fv_buf_extend(struct fv_buf *b, size_t n);
+/* The same without zeroing: for scratch space the caller fills at once (the
+ * data path: no memset of a megabyte that is overwritten next). */
+uint8_t *fv_buf_grow(struct fv_buf *b, size_t n);
 /* True when no append has failed. */
 static inline bool fv_buf_ok(const struct fv_buf *b)
 {

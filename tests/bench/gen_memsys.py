@@ -234,7 +234,7 @@ def memory(r, t):
         "created_at": iso(t),
         "kind": r.choice(KINDS),
         "source": r.choice(SOURCES),
-        "text": sentence(r, r.randrange(20, 560 if r.random() < 0.85 else 1100) // 4),
+        "text": sentence(r, r.randrange(5, 100) if r.random() < 0.85 else r.randrange(100, 540)),
         "tags": r.sample(WORDS, r.randrange(1, 6)),
         "importance": round(r.random(), 4),
         "access_count": r.randrange(0, 200),
