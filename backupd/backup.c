@@ -227,7 +227,10 @@ static int add_chunk(struct fv_node *n, size_t *cap, uint64_t off, uint32_t len,
 }
 
 /* Chunk and store the data region [off, end) of fd. */
-static int store_region(struct bctx *c, int fd, uint64_t off, uint64_t end, struct fv_node *n, size_t *cap)
+/* Chunk and store [off, end) of fd: content-defined, or (block > 0) in
+ * blocks aligned to multiples of block in the file. */
+static int store_region(struct bctx *c, int fd, uint64_t off, uint64_t end, uint32_t block, struct fv_node *n,
+			size_t *cap)
 {
 	const struct fv_chunker *ch = fv_repo_chunker(c->r);
 	/* c->buf[start..have) is unchunked data; pos is the file offset of
@@ -258,7 +261,14 @@ static int store_region(struct bctx *c, int fd, uint64_t off, uint64_t end, stru
 		if (have == start)
 			break;
 		const uint8_t *d = c->buf + start;
-		size_t cut = fv_chunker_next(ch, d, have - start, eof);
+		size_t avail = have - start, cut;
+		if (block) {
+			cut = block - (size_t)(pos % block);
+			if (cut > avail)
+				cut = eof ? avail : 0;
+		} else {
+			cut = fv_chunker_next(ch, d, avail, eof);
+		}
 		if (cut == 0)
 			continue; /* need more data (only while !eof) */
 		uint8_t id[FV_ID_LEN];
@@ -280,7 +290,7 @@ static int store_region(struct bctx *c, int fd, uint64_t off, uint64_t end, stru
 }
 
 /* Read a regular file's data regions (holes skipped via SEEK_DATA/HOLE). */
-static int store_file_once(struct bctx *c, int fd, uint64_t size, struct fv_node *n)
+static int store_file_once(struct bctx *c, int fd, uint64_t size, uint32_t block, struct fv_node *n)
 {
 	size_t cap = 0;
 	uint64_t off = 0;
@@ -296,7 +306,7 @@ static int store_file_once(struct bctx *c, int fd, uint64_t size, struct fv_node
 			h = (off_t)size;
 		if ((uint64_t)d >= size)
 			break;
-		int rc = store_region(c, fd, (uint64_t)d, (uint64_t)h, n, &cap);
+		int rc = store_region(c, fd, (uint64_t)d, (uint64_t)h, block, n, &cap);
 		if (rc < 0)
 			return rc;
 		off = (uint64_t)h;
@@ -332,6 +342,30 @@ static void node_from_stat(struct fv_node *n, const struct stat *st)
 		n->size = (uint64_t)st->st_size;
 }
 
+/* The chunking policy of a file (docs/repository-format.md, "Chunking
+ * policy"): fixed blocks for files updated in place in scattered pages, so
+ * that a day's scattered updates cost only the blocks they touch; 0 (content-
+ * defined) for everything else. */
+static uint32_t choose_block(struct bctx *c, int fd, const char *name, const struct stat *st)
+{
+	uint8_t h[18];
+	if (st->st_size < (1 << 20))
+		return 0; /* one or two chunks whatever the policy */
+	if (fv_pread_full(fd, h, sizeof h, 0) == 0 && memcmp(h, "SQLite format 3", 16) == 0) {
+		/* the page size, big-endian at offset 16; 1 means 65536 */
+		uint32_t page = (uint32_t)h[16] << 8 | h[17];
+		if (page == 1)
+			page = 65536;
+		if (page >= 512 && page <= 65536 && !(page & (page - 1)))
+			return page > FV_FCACHE_BLOCK ? page : FV_FCACHE_BLOCK;
+	}
+	/* HNSW segments (hnswlib, as ChromaDB stores them): fixed-size element
+	 * records rewritten in place */
+	if (!strcmp(name, "data_level0.bin") || !strcmp(name, "link_lists.bin"))
+		return FV_FCACHE_BLOCK;
+	return c->fc ? fv_fcache_block_hint(c->fc, c->path, st) : 0;
+}
+
 /* Store a regular file: re-read when it changed while being read. Returns
  * 0, 1 (skipped with a warning), or a negative fatal code. */
 static int store_file(struct bctx *c, int dfd, const char *name, struct fv_node *n, struct stat *st)
@@ -354,6 +388,7 @@ static int store_file(struct bctx *c, int dfd, const char *name, struct fv_node 
 		return 1;
 	}
 	int rc = 0;
+	uint32_t block = choose_block(c, fd, name, st);
 	for (int attempt = 1;; attempt++) {
 		struct stat after;
 		free(n->chunks);
@@ -364,7 +399,7 @@ static int store_file(struct bctx *c, int dfd, const char *name, struct fv_node 
 			break;
 		}
 		node_from_stat(n, st);
-		rc = store_file_once(c, fd, (uint64_t)st->st_size, n);
+		rc = store_file_once(c, fd, (uint64_t)st->st_size, block, n);
 		if (rc < 0)
 			break;
 		if (fstat(fd, &after) < 0) {
@@ -374,7 +409,7 @@ static int store_file(struct bctx *c, int dfd, const char *name, struct fv_node 
 		if (after.st_size == st->st_size && ts_ns(after.st_mtim) == ts_ns(st->st_mtim) &&
 		    ts_ns(after.st_ctim) == ts_ns(st->st_ctim)) {
 			if (c->fc &&
-			    fv_fcache_put(c->fc, c->path, st, n->chunks, n->nchunks, c->start_ns) < 0)
+			    fv_fcache_put(c->fc, c->path, st, n->chunks, n->nchunks, block, c->start_ns) < 0)
 				rc = fv_err_set(c->e, -ENOMEM, "out of memory (files cache)");
 			break;
 		}

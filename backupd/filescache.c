@@ -26,6 +26,7 @@ struct entry {
 	int64_t mtime_ns, ctime_ns;
 	uint8_t age;
 	bool seen;
+	uint32_t block; /* fixed block size it was cut with, 0 = content-defined */
 	uint32_t nchunks;
 	struct fv_chunkref *chunks;
 };
@@ -158,8 +159,11 @@ static int parse(struct fv_fcache *fc, const uint8_t *p, size_t len, const uint8
 		uint64_t ino = fv_rd_u64(&r), size = fv_rd_u64(&r);
 		int64_t mt = (int64_t)fv_rd_u64(&r), ct = (int64_t)fv_rd_u64(&r);
 		uint8_t age = fv_rd_u8(&r);
-		(void)fv_rd_get(&r, 3);
+		uint8_t zero8 = fv_rd_u8(&r);
+		uint32_t block = (uint32_t)fv_rd_u16(&r) * 1024;
 		uint32_t nch = fv_rd_u32(&r);
+		if (zero8)
+			return -EBADMSG;
 		if (!fv_rd_ok(&r) || nch > fv_rd_left(&r) / CHUNK_LEN || find(fc, key))
 			return -EBADMSG;
 		struct entry *en = add(fc, key);
@@ -170,6 +174,7 @@ static int parse(struct fv_fcache *fc, const uint8_t *p, size_t len, const uint8
 		en->mtime_ns = mt;
 		en->ctime_ns = ct;
 		en->age = age;
+		en->block = block;
 		en->chunks = malloc((nch ? nch : 1) * sizeof *en->chunks);
 		if (!en->chunks)
 			return -ENOMEM;
@@ -247,8 +252,23 @@ bool fv_fcache_lookup(struct fv_fcache *fc, const char *abspath, const struct st
 	return true;
 }
 
+uint32_t fv_fcache_block_hint(struct fv_fcache *fc, const char *abspath, const struct stat *st)
+{
+	uint8_t key[KEY_LEN];
+	path_key(fc, abspath, key);
+	const struct entry *en = find(fc, key);
+	if (!en)
+		return 0;
+	if (en->block)
+		return en->block;
+	if (en->size == (uint64_t)st->st_size && st->st_size >= (1 << 20) &&
+	    (en->mtime_ns != ns_of(st->st_mtim) || en->ctime_ns != ns_of(st->st_ctim)))
+		return FV_FCACHE_BLOCK;
+	return 0;
+}
+
 int fv_fcache_put(struct fv_fcache *fc, const char *abspath, const struct stat *st,
-		  const struct fv_chunkref *chunks, uint32_t n, int64_t start_ns)
+		  const struct fv_chunkref *chunks, uint32_t n, uint32_t block, int64_t start_ns)
 {
 	uint8_t key[KEY_LEN];
 	if (ns_of(st->st_ctim) >= start_ns - 1000000000 || ns_of(st->st_mtim) >= start_ns - 1000000000)
@@ -269,6 +289,7 @@ int fv_fcache_put(struct fv_fcache *fc, const char *abspath, const struct stat *
 	en->size = (uint64_t)st->st_size;
 	en->mtime_ns = ns_of(st->st_mtim);
 	en->ctime_ns = ns_of(st->st_ctim);
+	en->block = block;
 	en->seen = true;
 	en->age = 0;
 	return 0;
@@ -304,7 +325,8 @@ int fv_fcache_save(struct fv_fcache *fc, struct fv_err *e)
 		fv_buf_u64(&b, (uint64_t)en->mtime_ns);
 		fv_buf_u64(&b, (uint64_t)en->ctime_ns);
 		fv_buf_u8(&b, en->seen ? 0 : (uint8_t)(en->age + 1));
-		fv_buf_put(&b, "\0\0\0", 3);
+		fv_buf_u8(&b, 0);
+		fv_buf_u16(&b, (uint16_t)(en->block / 1024));
 		fv_buf_u32(&b, en->nchunks);
 		for (uint32_t k = 0; k < en->nchunks; k++) {
 			fv_buf_u64(&b, en->chunks[k].off);

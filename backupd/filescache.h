@@ -45,11 +45,20 @@ int fv_fcache_open(struct fv_repo *r, const char *dir, struct fv_fcache **out, c
 bool fv_fcache_lookup(struct fv_fcache *fc, const char *abspath, const struct stat *st,
 		      struct fv_chunkref **chunks, uint32_t *n);
 
-/* Record what was just read of the file at abspath (st as before reading).
+/* The fixed block size to cut the file at abspath with, judged from what the
+ * cache knows of it (docs/repository-format.md, "Chunking policy"): the size
+ * it was cut with before (sticky), FV_FCACHE_BLOCK when it kept its size but
+ * its content changed (updated in place) and is at least 1 MiB, else 0
+ * (content-defined chunking). */
+#define FV_FCACHE_BLOCK (16u * 1024)
+uint32_t fv_fcache_block_hint(struct fv_fcache *fc, const char *abspath, const struct stat *st);
+
+/* Record what was just read of the file at abspath (st as before reading),
+ * and the fixed block size it was cut with (0: content-defined).
  * Files changed less than a second before start_ns are not recorded: a
  * change within the filesystem's timestamp resolution could go unseen. */
 int fv_fcache_put(struct fv_fcache *fc, const char *abspath, const struct stat *st,
-		  const struct fv_chunkref *chunks, uint32_t n, int64_t start_ns);
+		  const struct fv_chunkref *chunks, uint32_t n, uint32_t block, int64_t start_ns);
 
 /* Write the cache durably (call after the snapshot was saved, so that every
  * chunk it names is committed). Entries not seen this time age by one. */
