@@ -17,17 +17,16 @@ with open(sys.argv[1], "w") as f:
                 " ".join(r.choice(words) for _ in range(6))))
 PY
 sleep 1.1
-json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]])' "$1"; }
 text=$(stat -c %s "$T/src/log.txt")
 
 fv_init "$T/repo"
 fv snapshot "$T/repo" "$T/src/random.bin" --json >"$T/a.json"
-stored=$(json stored_bytes <"$T/a.json")
+stored=$(json_field stored_bytes <"$T/a.json")
 # raw plus per-blob overhead (frame 12 + seal 40 + encoding byte 1) and a tree
 [ "$stored" -le $((4000000 + 4096)) ] || fail "random data grew when stored: $stored bytes for 4000000"
 
 fv snapshot "$T/repo" "$T/src/log.txt" --json >"$T/b.json"
-stored=$(json stored_bytes <"$T/b.json")
+stored=$(json_field stored_bytes <"$T/b.json")
 [ "$stored" -lt $((text / 2)) ] || fail "text was not compressed: $stored bytes stored for $text"
 
 fv restore "$T/repo" latest --target "$T/r" --verify -q

@@ -95,7 +95,7 @@ timed_snapshot() {
 }
 
 nsnaps() {
-	fv list "$repo" --json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))'
+	snapshots_count "$repo"
 }
 
 mkdata tree "$src" "$data_mb" "$seed" >/dev/null

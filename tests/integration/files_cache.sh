@@ -15,16 +15,15 @@ echo small >"$src/d/c"
 sleep 1.2 # older than the one-second window of the first snapshot
 
 fv_init "$T/repo"
-json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]])' "$1"; }
 snap() { fv snapshot "$T/repo" "$src" --json "$@" >"$T/out.json"; }
 
 snap
-assert_eq "$(json files_from_cache <"$T/out.json")" 0 "first snapshot reads everything"
-assert_eq "$(json read_bytes <"$T/out.json")" 5000006 "first snapshot read bytes"
+assert_eq "$(json_field files_from_cache <"$T/out.json")" 0 "first snapshot reads everything"
+assert_eq "$(json_field read_bytes <"$T/out.json")" 5000006 "first snapshot read bytes"
 
 snap
-assert_eq "$(json files_from_cache <"$T/out.json")" 3 "unchanged files come from the cache"
-assert_eq "$(json read_bytes <"$T/out.json")" 0 "nothing is read when nothing changed"
+assert_eq "$(json_field files_from_cache <"$T/out.json")" 3 "unchanged files come from the cache"
+assert_eq "$(json_field read_bytes <"$T/out.json")" 0 "nothing is read when nothing changed"
 
 # same size, mtime put back: the ctime still moves, so it is read again
 python3 - "$src/a" <<'PY'
@@ -38,8 +37,8 @@ os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
 PY
 sleep 1.2
 snap
-assert_eq "$(json files_from_cache <"$T/out.json")" 2 "a same-size rewrite with the old mtime is not trusted"
-assert_eq "$(json read_bytes <"$T/out.json")" 3000000 "only the changed file is read"
+assert_eq "$(json_field files_from_cache <"$T/out.json")" 2 "a same-size rewrite with the old mtime is not trusted"
+assert_eq "$(json_field read_bytes <"$T/out.json")" 3000000 "only the changed file is read"
 fv restore "$T/repo" latest --target "$T/r1" -q
 cmp "$src/a" "$T/r1/${src#/}/a" || fail "restored content is not the new content"
 
@@ -47,7 +46,7 @@ cmp "$src/a" "$T/r1/${src#/}/a" || fail "restored content is not the new content
 cp -p "$src/d/b" "$T/b.new" && mv "$T/b.new" "$src/d/b"
 sleep 1.2
 snap
-assert_eq "$(json read_bytes <"$T/out.json")" 2000000 "a file replaced by rename is read again"
+assert_eq "$(json_field read_bytes <"$T/out.json")" 2000000 "a file replaced by rename is read again"
 
 # a tampered cache is ignored, with a warning, and the snapshot is right
 cache=$(find "$XDG_CACHE_HOME/fabvault" -name files)
@@ -55,15 +54,15 @@ cache=$(find "$XDG_CACHE_HOME/fabvault" -name files)
 printf 'X' | dd of="$cache" bs=1 seek=100 conv=notrunc status=none
 fv snapshot "$T/repo" "$src" --json >"$T/out.json" 2>"$T/err"
 grep -q "files cache" "$T/err" || fail "a damaged cache is not reported: $(cat "$T/err")"
-assert_eq "$(json read_bytes <"$T/out.json")" 5000006 "a damaged cache is not used"
-assert_eq "$(json errors <"$T/out.json")" 0 "a damaged cache is not an error of the snapshot"
+assert_eq "$(json_field read_bytes <"$T/out.json")" 5000006 "a damaged cache is not used"
+assert_eq "$(json_field errors <"$T/out.json")" 0 "a damaged cache is not an error of the snapshot"
 snap
-assert_eq "$(json read_bytes <"$T/out.json")" 0 "the cache is rebuilt"
+assert_eq "$(json_field read_bytes <"$T/out.json")" 0 "the cache is rebuilt"
 
 # chunks that left the repository (as after a prune): the cache must not be trusted
 rm -f "$T/repo/index/"* "$T/repo/snapshots/"*
 snap
-assert_eq "$(json files_from_cache <"$T/out.json")" 0 "entries naming chunks the index lacks are not used"
+assert_eq "$(json_field files_from_cache <"$T/out.json")" 0 "entries naming chunks the index lacks are not used"
 fv check "$T/repo" --read-data -q
 fv restore "$T/repo" latest --target "$T/r2" --verify -q
 diff -r "$src" "$T/r2/${src#/}" >/dev/null || fail "restore after a cache miss differs"
@@ -72,9 +71,9 @@ diff -r "$src" "$T/r2/${src#/}" >/dev/null || fail "restore after a cache miss d
 echo fresh >"$src/d/c"
 snap
 snap
-assert_eq "$(json read_bytes <"$T/out.json")" 6 "a file changed within a second of the snapshot is read again"
+assert_eq "$(json_field read_bytes <"$T/out.json")" 6 "a file changed within a second of the snapshot is read again"
 
 # --no-cache reads everything
 sleep 1.2
 snap --no-cache
-assert_eq "$(json read_bytes <"$T/out.json")" 5000006 "--no-cache reads every file"
+assert_eq "$(json_field read_bytes <"$T/out.json")" 5000006 "--no-cache reads every file"

@@ -25,7 +25,6 @@ con.close()
 PY
 head -c 8000000 /dev/urandom >"$src/vectors.bin"
 sleep 1.1
-json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]])' "$1"; }
 size=$(stat -c %s "$db")
 
 fv_init "$T/repo"
@@ -43,7 +42,7 @@ con.close()
 PY
 sleep 1.1
 fv snapshot "$T/repo" "$db" --json >"$T/day2.json"
-stored=$(json stored_bytes <"$T/day2.json")
+stored=$(json_field stored_bytes <"$T/day2.json")
 echo "database of $size bytes, 1% of rows updated: $stored bytes stored"
 [ "$stored" -lt $((size * 35 / 100)) ] ||
 	fail "scattered updates of a SQLite database stored $stored of $size bytes (fixed blocks expected)"
@@ -70,7 +69,7 @@ rewrite 1
 fv snapshot "$T/repo" "$src/vectors.bin" --json >/dev/null
 rewrite 2
 fv snapshot "$T/repo" "$src/vectors.bin" --json >"$T/v.json"
-stored=$(json stored_bytes <"$T/v.json")
+stored=$(json_field stored_bytes <"$T/v.json")
 echo "8 MB file, 8 scattered 4 KiB rewrites: $stored bytes stored"
 [ "$stored" -lt 1000000 ] || fail "scattered rewrites of a same-size file stored $stored bytes"
 fv restore "$T/repo" latest --target "$T/r2" -q

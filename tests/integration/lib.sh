@@ -112,6 +112,16 @@ fv_init() {
 	fv init "$repo" --kdf interactive "$@"
 }
 
+# json_field KEY: the value of KEY in the JSON object on stdin (python3).
+json_field() {
+	python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+# snapshots_count REPO: how many snapshots `fabvault list` shows.
+snapshots_count() {
+	fv list "$1" --json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))'
+}
+
 assert_eq() {
 	[ "$1" = "$2" ] || fail "${3:-value}: expected '$2', got '$1'"
 }

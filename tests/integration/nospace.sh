@@ -32,7 +32,7 @@ python3 - "$T/big" <<-'EOF'
 EOF
 
 nsnap() {
-	fv list "$repo" --json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))'
+	snapshots_count "$repo"
 }
 used() {
 	du -sb "$repo" | cut -f1
