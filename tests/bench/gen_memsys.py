@@ -43,6 +43,7 @@ import pickle
 import random
 import shutil
 import sqlite3
+import stat
 import struct
 import subprocess
 import sys
@@ -378,7 +379,7 @@ def tree_stats(root):
     for d, _, names in os.walk(root):
         for n in names:
             st = os.lstat(os.path.join(d, n))
-            if os.path.stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
                 files += 1
                 nbytes += st.st_size

@@ -236,9 +236,11 @@ log "fabvault $commit ($dirty tree) $fv"
 log "work directory $work; generating the dataset (--scale $scale --seed $seed)"
 python3 "$here/gen_memsys.py" "$pristine" --scale "$scale" --seed "$seed"
 read -r bytes1 files1 < <(tree_bytes "$pristine")
-echo "bytes_day1 $bytes1" >>"$meta"
-echo "files_day1 $files1" >>"$meta"
-echo "allocated_day1 $(du -s --block-size=1 "$pristine" | cut -f1)" >>"$meta"
+{
+	echo "bytes_day1 $bytes1"
+	echo "files_day1 $files1"
+	echo "allocated_day1 $(du -s --block-size=1 "$pristine" | cut -f1)"
+} >>"$meta"
 
 # --- the runs ----------------------------------------------------------------------------------
 for run in $(seq 1 "$runs"); do
@@ -247,7 +249,7 @@ for run in $(seq 1 "$runs"); do
 	k=$(((run - 1) % ${#tools[@]}))
 	order=("${tools[@]:k}" "${tools[@]:0:k}")
 	log "run $run/$runs (order: ${order[*]})"
-	rm -rf "$work/opt" "$work/home" "$work"/repo-*
+	rm -rf "${work:?}/opt" "${work:?}/home" "${work:?}"/repo-*
 	mkdir -p "$(dirname "$data")" "$work/home"
 	cp -a "$pristine" "$data"
 
@@ -264,16 +266,17 @@ for run in $(seq 1 "$runs"); do
 	done
 
 	prepare "$data"
+	# shellcheck disable=SC2016 # $1 and $2 are the inner shell's arguments
 	measure ceil_read tar sh -c 'tar cf - -C "$1" . | cat >/dev/null' sh "$data"
 	prepare "$data"
+	# shellcheck disable=SC2016
 	measure ceil_zstd tar sh -c 'tar cf - -C "$1" . | zstd -3 -T"$2" -q -c >/dev/null' sh "$data" "$ncpu"
 
 	log "run $run: day-2 change"
 	python3 "$here/gen_memsys.py" mutate "$data" --seed "$seed" --json "$work/ideal.json"
 	if [ "$run" = 1 ]; then
 		read -r bytes2 files2 < <(tree_bytes "$data")
-		echo "bytes_day2 $bytes2" >>"$meta"
-		echo "files_day2 $files2" >>"$meta"
+		printf 'bytes_day2 %s\nfiles_day2 %s\n' "$bytes2" "$files2" >>"$meta"
 		cp "$work/ideal.json" "$work/ideal-run1.json"
 	fi
 	for t in "${order[@]}"; do
@@ -306,7 +309,7 @@ for run in $(seq 1 "$runs"); do
 	done
 	unset broken
 done
-rm -rf "$work/opt" "$work"/repo-* "$work/home"
+rm -rf "${work:?}/opt" "${work:?}"/repo-* "${work:?}/home"
 echo "elapsed_s $(($(date +%s) - t_start))" >>"$meta"
 
 # --- the report ----------------------------------------------------------------------------------
