@@ -25,7 +25,7 @@
       ~1% of the log bytes appended; 1% of the SQLite rows inserted and 1%
       updated (real SQL, random ids); 500 x S JSON memories added and 100 x S
       deleted; 5% of the vectors of one data_level0.bin rewritten in place;
-      4 KiB inserted at the start of another data_level0.bin (file rewritten).
+      4 KiB inserted at the start of the largest rotated log (file rewritten).
       Prints the "ideal" day-2 size: the 4 KiB blocks of the changed files
       whose content did not exist in that file before (so a shift by a whole
       block costs only the inserted block) plus the new files' bytes, raw and
@@ -423,7 +423,12 @@ def mutate(args):
     db_path = os.path.join(root, "chroma.sqlite3")
     logs = [os.path.join(root, "logs", n) for n in ("memory.log", "api-access.log")]
     vec_file = os.path.join(root, segs[0], "data_level0.bin")
-    ins_file = os.path.join(root, segs[1], "data_level0.bin")
+    # The 4 KiB insertion tests shift resistance on a large file that is not
+    # record-structured: the largest rotated log. (hnswlib never inserts at
+    # the start of a segment; it updates elements in place and appends.)
+    rotated = [os.path.join(root, "logs", n) for n in os.listdir(os.path.join(root, "logs"))]
+    rotated = [p for p in rotated if p not in logs and os.path.isfile(p) and not os.path.islink(p)]
+    ins_file = max(rotated, key=os.path.getsize)
     changed = [db_path, vec_file, ins_file] + logs
     before = {p: block_hashes(p) for p in changed}
     new_data = []
