@@ -211,7 +211,8 @@ void fv_pack_writer_abort(struct fv_pack_writer *w, int repofd)
 	fv_buf_free(&w->toc);
 }
 
-int fv_pack_read_frame(int fd, uint32_t off, uint32_t len, struct fv_buf *out)
+int fv_pack_read_frame(int fd, uint32_t off, uint32_t len, struct fv_buf *out, const uint8_t **payload,
+		       size_t *plen)
 {
 	out->len = 0;
 	if (len < FV_FRAME_OVERHEAD || len > FV_FRAME_MAX)
@@ -227,8 +228,10 @@ int fv_pack_read_frame(int fd, uint32_t off, uint32_t len, struct fv_buf *out)
 	uint32_t n = fv_get_le32(p);
 	if (n != len - FV_FRAME_OVERHEAD || frame_sum(p + 4, n) != fv_get_le64(p + 4 + n))
 		return -EUCLEAN;
-	memmove(out->data, out->data + 4, n);
-	out->len = n;
+	if (payload)
+		*payload = p + 4;
+	if (plen)
+		*plen = n;
 	return 0;
 }
 
@@ -276,16 +279,18 @@ int fv_pack_read_toc(int fd, uint64_t size, const struct fv_keys *k, const uint8
 		rc = -EUCLEAN;
 		goto out;
 	}
-	rc = fv_pack_read_frame(fd, (uint32_t)toc_off, (uint32_t)flen, &fr);
+	const uint8_t *sealed;
+	size_t sealed_len;
+	rc = fv_pack_read_frame(fd, (uint32_t)toc_off, (uint32_t)flen, &fr, &sealed, &sealed_len);
 	if (rc < 0)
 		goto out;
-	pt = malloc(fr.len ? fr.len : 1);
+	pt = malloc(sealed_len ? sealed_len : 1);
 	if (!pt) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	toc_ad_id(packid, adid);
-	if (fv_unseal(k, FV_OBJ_TOC, adid, fr.data, fr.len, pt, &ptlen) < 0) {
+	if (fv_unseal(k, FV_OBJ_TOC, adid, sealed, sealed_len, pt, &ptlen) < 0) {
 		rc = -EUCLEAN;
 		goto out;
 	}
@@ -345,7 +350,7 @@ int fv_pack_scan(int fd, uint64_t size, void (*bad)(void *ud, uint64_t off, cons
 			problems++;
 			break;
 		}
-		rc = fv_pack_read_frame(fd, (uint32_t)off, (uint32_t)flen, &fr);
+		rc = fv_pack_read_frame(fd, (uint32_t)off, (uint32_t)flen, &fr, NULL, NULL);
 		if (rc == -EUCLEAN) {
 			/* the length may be what is damaged: the walk cannot go on */
 			bad(ud, off, "frame checksum mismatch (the frames after it are checked one by one)");
@@ -361,7 +366,8 @@ int fv_pack_scan(int fd, uint64_t size, void (*bad)(void *ud, uint64_t off, cons
 		bad(ud, off, "frames do not end at the table of contents");
 		problems++;
 	}
-	rc = fv_pack_read_frame(fd, (uint32_t)toc_off, (uint32_t)(size - FV_PACK_TRAILER_LEN - toc_off), &fr);
+	rc = fv_pack_read_frame(fd, (uint32_t)toc_off, (uint32_t)(size - FV_PACK_TRAILER_LEN - toc_off), &fr,
+				NULL, NULL);
 	if (rc == -EUCLEAN) {
 		bad(ud, toc_off, "table of contents checksum mismatch");
 		problems++;

@@ -67,10 +67,12 @@ int fv_pack_writer_finish(struct fv_pack_writer *w, const struct fv_keys *k, int
 /* Discard an unfinished pack (removes the temporary file). */
 void fv_pack_writer_abort(struct fv_pack_writer *w, int repofd);
 
-/* Read the frame at off/len of an open pack, check its length field and
- * checksum, and leave its payload in out (reset first). Returns 0, -EUCLEAN
- * (damaged or short) or -errno. */
-int fv_pack_read_frame(int fd, uint32_t off, uint32_t len, struct fv_buf *out);
+/* Read the frame at off/len of an open pack into buf (reset first) and check
+ * its length field and checksum; *payload (may be NULL) then points at the
+ * payload inside buf, *n its length (no copy: this is every blob read of
+ * restore and check). Returns 0, -EUCLEAN (damaged or short) or -errno. */
+int fv_pack_read_frame(int fd, uint32_t off, uint32_t len, struct fv_buf *buf, const uint8_t **payload,
+		       size_t *n);
 
 /* Read and unseal the TOC of the pack packid (size bytes, open as fd):
  * *ents (malloc'd, caller frees) and *n. Returns 0 or -EUCLEAN naming

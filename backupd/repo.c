@@ -704,7 +704,9 @@ int fv_repo_get(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], st
 	if (fd < 0)
 		return fd;
 	uint32_t rawlen = ie->rawlen;
-	int rc = fv_pack_read_frame(fd, ie->off, ie->len, &r->frame);
+	const uint8_t *sealed;
+	size_t sealed_len;
+	int rc = fv_pack_read_frame(fd, ie->off, ie->len, &r->frame, &sealed, &sealed_len);
 	if (rc == -EUCLEAN)
 		return fv_err_set(
 			e, rc, "repository %s: blob %.16s in %s is damaged (checksum mismatch or truncated)",
@@ -712,11 +714,11 @@ int fv_repo_get(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], st
 	if (rc < 0)
 		return fv_err_sys(e, rc, "cannot read %s/%s", r->path, path);
 	r->plain.len = 0;
-	uint8_t *p = fv_buf_grow(&r->plain, r->frame.len);
+	uint8_t *p = fv_buf_grow(&r->plain, sealed_len);
 	if (!p)
 		return fv_err_set(e, -ENOMEM, "out of memory");
 	size_t plen;
-	if (fv_unseal(&r->keys, type, id, r->frame.data, r->frame.len, p, &plen) < 0 || plen < 1)
+	if (fv_unseal(&r->keys, type, id, sealed, sealed_len, p, &plen) < 0 || plen < 1)
 		return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s in %s failed authentication",
 				  r->path, hex, path);
 	uint8_t *o = fv_buf_grow(out, rawlen);
