@@ -186,41 +186,38 @@ static void scan_bad(void *ud, uint64_t off, const char *why)
 /* After the frame walk lost its way at c->cur_broken, check every blob at or
  * after it on its own, at the place the TOC (or else the index) gives: one
  * bad length field then costs one blob, not the rest of the pack. */
+/* Check one blob frame on its own; returns -ENOMEM or 0 (damage is reported). */
+static int check_blob(struct cctx *c, int fd, struct fv_buf *fr, uint32_t off, uint32_t len,
+		      const uint8_t id[FV_ID_LEN])
+{
+	if ((uint64_t)off + len <= c->cur_broken || idset_has(&c->damaged, id))
+		return 0;
+	int rc = fv_pack_read_frame(fd, off, len, fr, NULL, NULL);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		char hex[2 * FV_ID_LEN + 1];
+		fv_hex(id, FV_ID_LEN, hex);
+		report(c, c->cur_has_num, "%s: blob %.16s at offset %u is damaged", c->cur_pack, hex, off);
+		idset_add(&c->damaged, id);
+	}
+	return 0;
+}
+
 static int check_after_break(struct cctx *c, int fd)
 {
 	struct fv_buf fr = {0};
 	int rc = 0;
-	for (uint32_t i = 0; i < c->cur_ntoc && rc != -ENOMEM; i++) {
-		const struct fv_pack_entry *pe = &c->cur_toc[i];
-		if ((uint64_t)pe->off + pe->len <= c->cur_broken || idset_has(&c->damaged, pe->id))
-			continue;
-		rc = fv_pack_read_frame(fd, pe->off, pe->len, &fr);
-		if (rc < 0 && rc != -ENOMEM) {
-			char hex[2 * FV_ID_LEN + 1];
-			fv_hex(pe->id, FV_ID_LEN, hex);
-			report(c, c->cur_has_num, "%s: blob %.16s at offset %u is damaged", c->cur_pack, hex,
-			       pe->off);
-			idset_add(&c->damaged, pe->id);
-		}
-	}
-	if (!c->cur_toc && c->cur_has_num) {
-		for (size_t i = 0; i < c->r->idx.n && rc != -ENOMEM; i++) {
-			const struct fv_index_entry *ie = &c->r->idx.e[i];
-			if (fv_index_pack(ie) != c->cur_num || (uint64_t)ie->off + ie->len <= c->cur_broken ||
-			    idset_has(&c->damaged, ie->id))
-				continue;
-			rc = fv_pack_read_frame(fd, ie->off, ie->len, &fr);
-			if (rc < 0 && rc != -ENOMEM) {
-				char hex[2 * FV_ID_LEN + 1];
-				fv_hex(ie->id, FV_ID_LEN, hex);
-				report(c, true, "%s: blob %.16s at offset %u is damaged", c->cur_pack, hex,
-				       ie->off);
-				idset_add(&c->damaged, ie->id);
-			}
-		}
+	for (uint32_t i = 0; i < c->cur_ntoc && rc == 0; i++)
+		rc = check_blob(c, fd, &fr, c->cur_toc[i].off, c->cur_toc[i].len, c->cur_toc[i].id);
+	/* no readable TOC: the index knows where this pack's blobs are */
+	for (size_t i = 0; !c->cur_toc && c->cur_has_num && i < c->r->idx.n && rc == 0; i++) {
+		const struct fv_index_entry *ie = &c->r->idx.e[i];
+		if (fv_index_pack(ie) == c->cur_num)
+			rc = check_blob(c, fd, &fr, ie->off, ie->len, ie->id);
 	}
 	fv_buf_free(&fr);
-	return rc == -ENOMEM ? rc : 0;
+	return rc;
 }
 
 static int toc_cmp(const void *a, const void *b)
