@@ -73,6 +73,11 @@ snap
 snap
 assert_eq "$(json_field read_bytes <"$T/out.json")" 6 "a file changed within a second of the snapshot is read again"
 
+# a cache directory that cannot be used: a warning, and a correct snapshot
+fv snapshot "$T/repo" "$src" --cache-dir /dev/null/cache --json >"$T/out.json" 2>"$T/err"
+grep -q "files cache" "$T/err" || fail "an unusable --cache-dir is not reported: $(cat "$T/err")"
+assert_eq "$(json_field errors <"$T/out.json")" 0 "an unusable cache directory is not an error of the snapshot"
+
 # --no-cache reads everything
 sleep 1.2
 snap --no-cache
