@@ -25,12 +25,15 @@ enum fv_exit {
 	FV_EXIT_DAMAGED = 8,  /* damage found (check, restore --verify, unreadable object) */
 	FV_EXIT_NOTFOUND = 9, /* snapshot, path or source not found */
 	FV_EXIT_NOSPACE = 10, /* no space left on the repository's device */
+	FV_EXIT_UNREACH = 11, /* fabric: the peer could not be reached on any path */
+	FV_EXIT_AUTH = 12,    /* fabric: a node key was refused (by either side) */
 };
 
 #define FV_EXIT_CODES_HELP                                                                     \
 	"Exit status: 0 ok, 1 error, 2 usage, 3 partial (some files unreadable), 4 wrong or\n" \
 	"missing passphrase, 5 not a repository, 6 repository version too new, 7 locked,\n"    \
-	"8 damage found, 9 not found (snapshot, path, source), 10 no space left.\n"
+	"8 damage found, 9 not found (snapshot, path, source), 10 no space left,\n"            \
+	"11 peer unreachable, 12 node key refused.\n"
 
 struct cli {
 	struct fv_log log;
@@ -93,5 +96,7 @@ int cmd_ls(struct cli *c, int argc, char **argv);
 int cmd_restore(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv);
 int cmd_break_lock(struct cli *c, int argc, char **argv);
+int cmd_key(struct cli *c, int argc, char **argv);
+int cmd_fabric(struct cli *c, int argc, char **argv);
 
 #endif

@@ -20,6 +20,8 @@ static const struct {
 	{"restore", cmd_restore, "restore a snapshot, or part of it"},
 	{"check", cmd_check, "verify the repository's integrity"},
 	{"break-lock", cmd_break_lock, "remove a lock left by a dead process"},
+	{"key", cmd_key, "create or show this node's transport key"},
+	{"fabric", cmd_fabric, "test the links to a peer: serve, ping, bench"},
 };
 
 static void usage(FILE *f)

@@ -157,3 +157,70 @@ assert_stderr() {
 	echo "---" >&2
 	fail "stderr does not match /$1/"
 }
+
+# netns_pair: two network namespaces of this test, $NS_A (server side) and
+# $NS_B (client side), joined by two veth pairs, the two paths of the
+# fabric: 10.200.1.1 (A) <-> 10.200.1.2 (B) and 10.200.2.1 <-> 10.200.2.2,
+# MTU 9000. B's ends are $IF_B0 and $IF_B1 (take one down to cut a path).
+# Removed at exit. Tests send only to these addresses, and only after
+# in_ns has checked that the namespace exists.
+netns_pair() {
+	need_root
+	need_cmd ip
+	local id=$$
+	NS_A=fvtA$id NS_B=fvtB$id IF_B0=fv${id}b0 IF_B1=fv${id}b1
+	ip netns add "$NS_A" || skip "cannot create network namespaces here"
+	on_exit "ip netns del $NS_A"
+	ip netns add "$NS_B"
+	on_exit "ip netns del $NS_B"
+	local i
+	for i in 0 1; do
+		ip link add "fv${id}a$i" type veth peer name "fv${id}b$i"
+		ip link set "fv${id}a$i" netns "$NS_A"
+		ip link set "fv${id}b$i" netns "$NS_B"
+		ip -n "$NS_A" addr add "10.200.$((i + 1)).1/24" dev "fv${id}a$i"
+		ip -n "$NS_B" addr add "10.200.$((i + 1)).2/24" dev "fv${id}b$i"
+		ip -n "$NS_A" link set "fv${id}a$i" mtu 9000 up
+		ip -n "$NS_B" link set "fv${id}b$i" mtu 9000 up
+	done
+	ip -n "$NS_A" link set lo up
+	ip -n "$NS_B" link set lo up
+}
+
+# in_ns NS CMD...: run CMD inside network namespace NS, after checking that
+# NS is one this test made (never the host's network).
+in_ns() {
+	local ns=$1
+	shift
+	case $ns in fvt[AB]$$) ;; *) fail "in_ns: '$ns' is not a namespace of this test" ;; esac
+	ip netns list | grep -qw "^$ns" || fail "network namespace $ns does not exist"
+	ip netns exec "$ns" "$@"
+}
+
+# node_keys DIR NAME...: a node key for each NAME in DIR/NAME, and each
+# one's DIR/NAME/authorized_peers listing all the others.
+node_keys() {
+	local dir=$1 n m
+	shift
+	for n in "$@"; do
+		fv key gen-node --dir "$dir/$n" --name "$n" >/dev/null 2>&1
+	done
+	for n in "$@"; do
+		: >"$dir/$n/authorized_peers"
+		for m in "$@"; do
+			[ "$m" = "$n" ] || cat "$dir/$m/node.pub" >>"$dir/$n/authorized_peers"
+		done
+	done
+}
+
+# wait_for FILE ERE [SECONDS]: wait until FILE has a line matching ERE.
+wait_for() {
+	local i
+	for ((i = 0; i < ${3:-10} * 10; i++)); do
+		grep -E -q -e "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "--- $1:" >&2
+	cat "$1" >&2 || true
+	fail "no line matching /$2/ in $1 within ${3:-10} s"
+}

@@ -1,0 +1,88 @@
+/* frame: the wire frame of the transport (docs/transport.md, "Frame"):
+ * the 48-byte header codec and the segment trailers (integrity checksum or
+ * AEAD). Pure functions over caller memory; thread-safe.
+ */
+#ifndef FV_FRAME_H
+#define FV_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FV_FRAME_HDR 48
+#define FV_FRAME_TRAILER 16
+#define FV_FRAME_MAX_CTL 65536u
+#define FV_FRAME_MAX_BULK (64u << 20)
+/* Largest control part: header, ctl, ctl trailer, bulk trailer. */
+#define FV_FRAME_MAX_MSG (FV_FRAME_HDR + FV_FRAME_MAX_CTL + 2 * FV_FRAME_TRAILER)
+
+enum fv_frame_type {
+	FV_FT_HELLO = 1,
+	FV_FT_WELCOME = 2,
+	FV_FT_PROOF = 3,
+	FV_FT_READY = 4,
+	FV_FT_REQUEST = 5,
+	FV_FT_REPLY = 6,
+	FV_FT_PING = 7,
+	FV_FT_PONG = 8,
+	FV_FT_CLOSE = 9,
+};
+
+#define FV_FF_IDEMPOTENT 0x0001u
+
+struct fv_frame_hdr {
+	uint8_t type;
+	uint16_t flags;
+	uint64_t id;
+	uint32_t ctl_len;
+	uint32_t bulk_len;
+	uint64_t bulk_addr;
+	uint32_t bulk_rkey;
+	uint64_t hsum; /* filled by fv_frame_encode, checked by fv_frame_decode */
+};
+
+/* Encode h into out[FV_FRAME_HDR] and set h->hsum. */
+void fv_frame_encode(struct fv_frame_hdr *h, uint8_t out[FV_FRAME_HDR]);
+
+/* Decode and check the header in p[0..FV_FRAME_HDR): magic, version, hsum,
+ * type, flags, reserved bytes, length limits. Returns 0, or -EBADMSG with a
+ * static reason in *why (for the log line that closes the link). */
+int fv_frame_decode(const uint8_t *p, struct fv_frame_hdr *h, const char **why);
+
+/* Bytes of the control part of a frame with header h (docs: "Frame"). */
+size_t fv_frame_ctl_size(const struct fv_frame_hdr *h);
+
+/* Check a whole control part msg[0..len) as received (header + trailers
+ * present, nothing more): decodes the header into h. The fuzz target's
+ * entry point. Returns 0 or -EBADMSG with *why. */
+int fv_frame_parse(const uint8_t *msg, size_t len, struct fv_frame_hdr *h, const char **why);
+
+/* Session crypto state of one direction of a link. */
+enum fv_frame_mode { FV_MODE_INTEGRITY = 1, FV_MODE_ENCRYPT = 2 };
+enum fv_frame_cipher { FV_CIPHER_NONE = 0, FV_CIPHER_CHACHA = 1, FV_CIPHER_AESGCM = 2 };
+
+struct fv_frame_dir {
+	int mode;         /* enum fv_frame_mode */
+	int cipher;       /* enum fv_frame_cipher (encrypt mode) */
+	uint8_t key[32];  /* direction key (encrypt mode) */
+	uint64_t counter; /* next frame counter */
+};
+
+/* Protect segment seg (0 ctl, 1 bulk) of the frame whose encoded header is
+ * hdr: integrity mode writes the checksum to trailer; encrypt mode encrypts
+ * p[0..n) in place and writes the tag. The frame counter is d->counter; call
+ * fv_frame_next(d) after the last segment of the frame. */
+void fv_frame_seal(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[FV_FRAME_HDR], uint8_t *p,
+		   size_t n, uint8_t trailer[FV_FRAME_TRAILER]);
+
+/* Verify (and in encrypt mode decrypt in place) one segment. Returns 0 or
+ * -EBADMSG (checksum or authentication failure). */
+int fv_frame_open(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[FV_FRAME_HDR], uint8_t *p,
+		  size_t n, const uint8_t trailer[FV_FRAME_TRAILER]);
+
+static inline void fv_frame_next(struct fv_frame_dir *d)
+{
+	d->counter++;
+}
+
+#endif
