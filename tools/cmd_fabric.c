@@ -37,6 +37,7 @@ enum {
 	OPT_PORT_FILE,
 	OPT_TIMEOUT,
 	OPT_VERIFY,
+	OPT_DEAD,
 };
 
 #define MAX_PATHS 16
@@ -58,6 +59,7 @@ static const char fabric_help[] =
 	"      --peers FILE      keys accepted from the peer (default DIR/authorized_peers)\n"
 	"      --mode MODE       integrity or encrypt (default: encrypt on TCP, integrity on RDMA)\n"
 	"      --timeout MS      how long to wait for a path to come up (default 5000)\n"
+	"      --dead-time MS    silence after which a path is declared dead (default 800)\n"
 	"  serve:\n"
 	"      --listen PATH     address to listen on (repeatable); required\n"
 	"      --require-encrypt refuse integrity-only sessions (answer them with encrypt)\n"
@@ -83,7 +85,7 @@ struct fab {
 	const char *conf, *keyfile, *peersfile, *port_file;
 	struct fv_tp_path paths[MAX_PATHS], listen[MAX_PATHS];
 	size_t npaths, nlisten;
-	int mode, timeout_ms, threads, count, interval_ms, inflight;
+	int mode, timeout_ms, dead_ms, threads, count, interval_ms, inflight;
 	double seconds;
 	uint64_t size;
 	bool require_enc, verify, size_set;
@@ -231,7 +233,7 @@ static int serve(struct fab *f)
 				      .log = {log_fn, f->c}};
 	struct fv_tp_server *s;
 	struct fv_err e = {0};
-	if ((rc = fv_tp_server_open(&o, &s, &e)) < 0)
+	if (fv_tp_server_open(&o, &s, &e) < 0)
 		return cli_fail(f->c, &e, false);
 	FILE *pf = f->port_file ? fopen(f->port_file, "w") : NULL;
 	for (size_t i = 0; i < f->nlisten; i++) {
@@ -260,6 +262,7 @@ static int open_client(struct fab *f, const struct fv_tp_path *paths, size_t n, 
 				      .paths = paths,
 				      .npaths = n,
 				      .mode = f->mode,
+				      .dead_ms = f->dead_ms,
 				      .log = {log_fn, f->c}};
 	struct fv_err e = {0};
 	int rc = fv_tp_client_open(&o, f->timeout_ms, cl, &e);
@@ -321,7 +324,8 @@ static int ping(struct fab *f)
 			int64_t t0 = now_ns();
 			rc = fv_tp_call(cl, &call);
 			int64_t t1 = now_ns();
-			if (rc == 0 && call.reply_len == call.req_len && !memcmp(rep, req, call.reply_len))
+			if (rc == 0 && call.reply_len == call.req_len &&
+			    memcmp(rep, req, call.reply_len) == 0)
 				rtt[ok++] = (t1 - t0) / 1000;
 			else
 				fv_log(&f->c->log, LOG_WARNING, "%s: request %d failed: %s", name, k,
@@ -421,7 +425,7 @@ static void bench_done(struct fv_tp_call *call)
 			}
 			if (want) {
 				fv_fab_pattern(s->seed, want, r->f->size);
-				if (memcmp(want, s->buf->p, r->f->size))
+				if (memcmp(want, s->buf->p, r->f->size) != 0)
 					atomic_fetch_add(&r->bad, 1);
 			}
 		}
@@ -572,6 +576,7 @@ int cmd_fabric(struct cli *c, int argc, char **argv)
 					   {"port-file", required_argument, NULL, OPT_PORT_FILE},
 					   {"timeout", required_argument, NULL, OPT_TIMEOUT},
 					   {"verify", no_argument, NULL, OPT_VERIFY},
+					   {"dead-time", required_argument, NULL, OPT_DEAD},
 					   FV_COMMON_LONGOPTS};
 	struct fab f = {.c = c,
 			.conf = "/etc/fabvault",
@@ -581,7 +586,7 @@ int cmd_fabric(struct cli *c, int argc, char **argv)
 			.inflight = 16,
 			.seconds = 5};
 	int opt, rc;
-	long v;
+	long v = 0;
 	char *end;
 	while ((opt = getopt_long(argc, argv, FV_COMMON_SHORTOPTS, lo, NULL)) != -1) {
 		rc = -1;
@@ -639,6 +644,10 @@ int cmd_fabric(struct cli *c, int argc, char **argv)
 			if ((rc = parse_int(&f, "--timeout", optarg, 1, 3600000, &v)) < 0)
 				f.timeout_ms = (int)v;
 			break;
+		case OPT_DEAD:
+			if ((rc = parse_int(&f, "--dead-time", optarg, 100, 600000, &v)) < 0)
+				f.dead_ms = (int)v;
+			break;
 		case OPT_REQUIRE_ENC:
 			f.require_enc = true;
 			break;
@@ -658,7 +667,7 @@ int cmd_fabric(struct cli *c, int argc, char **argv)
 		return cli_usage(c, "fabric", "which one: serve, ping or bench?");
 	const char *sub = argv[optind++];
 	bool is_serve = !strcmp(sub, "serve");
-	if (!is_serve && strcmp(sub, "ping") && strcmp(sub, "bench"))
+	if (!is_serve && strcmp(sub, "ping") != 0 && strcmp(sub, "bench") != 0)
 		return cli_usage(c, "fabric", "unknown fabric command '%s' (serve, ping, bench)", sub);
 	for (; optind < argc; optind++) {
 		if (is_serve)
@@ -672,10 +681,10 @@ int cmd_fabric(struct cli *c, int argc, char **argv)
 		if (!f.npaths)
 			return cli_usage(c, "fabric", "%s needs the peer's PATH", sub);
 		if (!f.size_set)
-			f.size = strcmp(sub, "ping") ? 1048576 : 64;
+			f.size = strcmp(sub, "ping") == 0 ? 64 : 1048576;
 		if ((rc = load_keys(&f)))
 			return rc;
-		rc = strcmp(sub, "ping") ? bench(&f) : ping(&f);
+		rc = strcmp(sub, "ping") == 0 ? ping(&f) : bench(&f);
 	}
 	fv_tp_peers_free(&f.peers);
 	return rc;

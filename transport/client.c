@@ -6,9 +6,10 @@
  *   handshake, receives and completes replies, and when the link dies it
  *   takes back the calls that were outstanding on it (re-queues the
  *   idempotent ones, fails the others) before it reconnects;
- * - the timer thread sends PINGs, declares silent links dead (shutdown only;
- *   the path thread does the rest) and fails queued calls whose timeout ran
- *   out;
+ * - the path thread also sends a PING when its link has been quiet for
+ *   PING_MS; the timer thread declares silent links dead (shutdown only,
+ *   which never blocks: the path thread does the rest) and fails queued
+ *   calls whose timeout ran out while no path was up;
  * - submitters send on a path themselves when one has a free credit, else
  *   queue the call; whoever frees a credit sends the next queued call.
  * c->mu guards the queue, the paths' state and their slot tables; frames are
@@ -50,7 +51,8 @@ struct path {
 	struct fv_tp_path_stats st;
 	/* path thread and timer */
 	_Atomic int64_t last_rx_ns;
-	int64_t last_ping_ns; /* timer thread */
+	int64_t last_ping_ns;   /* timer thread */
+	uint64_t last_rx_bytes; /* timer thread: the link's rx_bytes at the last tick */
 };
 
 struct fv_tp_client {
@@ -283,9 +285,19 @@ static const char *serve_link(struct fv_tp_client *c, struct path *p, struct fv_
 		struct fv_frame_hdr h;
 		uint8_t *ctl;
 		const char *why;
-		int rc = fv_tp_sess_recv(s, &rx, &h, &ctl, 200, bulk_dst, p, &why);
-		if (rc == -EAGAIN)
+		int rc = fv_tp_sess_recv(s, &rx, &h, &ctl, PING_MS, bulk_dst, p, &why);
+		if (rc == -EAGAIN) {
+			/* quiet: ask for a sign of life. Sent from this thread, not
+			 * the timer's: a send may block on a dead link until the
+			 * timer shuts it down. */
+			struct fv_frame_hdr ph = {.type = FV_FT_PING};
+			if (fv_tp_now_ns() - atomic_load(&p->last_rx_ns) >= PING_MS * 1000000LL &&
+			    fv_tp_sess_send(s, &ph, NULL, 0, NULL, 0) < 0) {
+				*code = -ECONNRESET;
+				return "cannot send";
+			}
 			continue;
+		}
 		*code = rc;
 		if (rc == -ECONNRESET)
 			return "connection lost";
@@ -390,18 +402,18 @@ static void *path_main(void *arg)
 			l = NULL;
 			fv_err_set(&e, rc, "%s: out of memory", p->name);
 		}
-		if (rc == 0 && (rc = fv_tp_pool_attach(&c->pool, l)) < 0)
-			fv_err_sys(&e, rc, "%s: cannot register buffers", p->name);
+		if (rc == 0 && !s) {
+			rc = -ENOMEM;
+			fv_err_set(&e, rc, "%s: no session", p->name);
+		}
 		if (rc == 0) {
 			int mode = c->o.mode ? c->o.mode
 					     : (p->addr.kind == FV_TP_RDMA ? FV_MODE_INTEGRITY
 									   : FV_MODE_ENCRYPT);
 			rc = fv_tp_sess_client(s, c->o.key, c->o.peers, mode, CLIENT_CREDITS,
 					       c->o.connect_timeout_ms, &e);
-			if (rc < 0)
-				fv_tp_pool_detach(&c->pool, l);
 		}
-		if (rc < 0) {
+		if (rc != 0) {
 			if (!logged) /* once per outage, not every 500 ms */
 				fv_tp_log(&c->o.log, rc == -EACCES ? LOG_ERR : LOG_WARNING, "%s", e.msg);
 			logged = true;
@@ -429,7 +441,6 @@ static void *path_main(void *arg)
 		const char *why = serve_link(c, p, s, &code);
 		l->ops->shutdown(l);
 		fail_over(c, p);
-		fv_tp_pool_detach(&c->pool, l);
 		if (!c->closing) {
 			struct fv_err de;
 			fv_err_set(&de, code, "%s: path down: %s", p->name, why);
@@ -453,11 +464,17 @@ static void *timer_main(void *arg)
 		int64_t now = fv_tp_now_ns();
 		struct fv_tp_call *expired = NULL;
 		pthread_mutex_lock(&c->mu);
-		/* queued calls whose time ran out */
+		/* queued calls whose time ran out while no path was up (a call
+		 * that waits for a credit on a live path waits on) */
+		bool any_up = false;
+		for (size_t i = 0; i < c->npaths; i++)
+			any_up |= c->paths[i].up;
 		struct fv_tp_call **pp = &c->qhead, *prev = NULL;
 		while (*pp) {
 			struct fv_tp_call *call = *pp;
-			if (call->deadline_ns <= now) {
+			if (any_up) {
+				call->deadline_ns = now + (int64_t)c->o.timeout_ms * 1000000;
+			} else if (call->deadline_ns <= now) {
 				*pp = call->next;
 				call->next = expired;
 				expired = call;
@@ -471,21 +488,17 @@ static void *timer_main(void *arg)
 			struct path *p = &c->paths[i];
 			if (!p->up)
 				continue;
-			int64_t quiet = now - atomic_load(&p->last_rx_ns);
-			if (quiet > (int64_t)c->o.dead_ms * 1000000) {
-				p->sess->link->ops->shutdown(p->sess->link);
-			} else if (quiet > PING_MS * 1000000LL &&
-				   now - p->last_ping_ns > PING_MS * 1000000LL) {
-				p->last_ping_ns = now;
-				p->sending++;
-				pthread_mutex_unlock(&c->mu);
-				struct fv_frame_hdr h = {.type = FV_FT_PING};
-				if (fv_tp_sess_send(p->sess, &h, NULL, 0, NULL, 0) < 0)
-					p->sess->link->ops->shutdown(p->sess->link);
-				pthread_mutex_lock(&c->mu);
-				if (--p->sending == 0)
-					pthread_cond_broadcast(&c->cv);
+			struct fv_tp_link *l = p->sess->link;
+			if (l->ops->rx_bytes) { /* bytes of a frame in progress count */
+				uint64_t rb = l->ops->rx_bytes(l);
+				if (rb != p->last_rx_bytes) {
+					p->last_rx_bytes = rb;
+					atomic_store(&p->last_rx_ns, now);
+				}
 			}
+			/* never a blocking call here: shutdown only */
+			if (now - atomic_load(&p->last_rx_ns) > (int64_t)c->o.dead_ms * 1000000)
+				l->ops->shutdown(l);
 		}
 		pthread_mutex_unlock(&c->mu);
 		while (expired) {
@@ -536,7 +549,7 @@ int fv_tp_client_open(const struct fv_tp_client_opts *o, int wait_ms, struct fv_
 		p->addr = o->paths[i];
 		fv_tp_path_str(&p->addr, p->name, sizeof p->name);
 		snprintf(p->st.name, sizeof p->st.name, "%s", p->name);
-		p->slots = calloc(CLIENT_CREDITS, sizeof *p->slots);
+		p->slots = calloc(CLIENT_CREDITS, sizeof(struct fv_tp_call *));
 		if (!p->slots) {
 			rc = fv_err_set(e, -ENOMEM, "out of memory");
 			break;

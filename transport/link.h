@@ -33,7 +33,9 @@ struct fv_tp_link {
 struct fv_tp_link_cfg {
 	uint32_t credits;        /* requests in flight on a link (RDMA: receives posted = credits + 4) */
 	int timeout_ms;          /* connect / address and route resolution timeout */
-	struct fv_tp_pool *pool; /* bulk buffers to register with the link (may be NULL) */
+	struct fv_tp_pool *pool; /* bulk buffers: a backend with a reg op attaches the link to
+				  * it in connect/accept (fv_tp_pool_attach) and detaches it
+				  * in free. May be NULL. */
 };
 
 /* One received frame, as recv returns it. */
@@ -119,6 +121,12 @@ struct fv_tp_ops {
 
 	/* "10.200.1.2:41234" of the peer, for log lines. */
 	const char *(*peer_name)(struct fv_tp_link *l);
+
+	/* Bytes received so far, counted as they arrive (a frame still being
+	 * read counts): liveness sees a long bulk transfer as progress. Any
+	 * thread. NULL where the backend cannot tell (RDMA WRITEs land
+	 * without a completion). */
+	uint64_t (*rx_bytes)(struct fv_tp_link *l);
 };
 
 extern const struct fv_tp_ops fv_tp_tcp_ops;

@@ -42,7 +42,7 @@ static int unb64(const char *s, size_t n, uint8_t out[FV_TP_KEY])
 
 int fv_tp_key_pubparse(const char *s, uint8_t pk[FV_TP_KEY])
 {
-	if (strncmp(s, PUB_TAG, strlen(PUB_TAG)))
+	if (strncmp(s, PUB_TAG, strlen(PUB_TAG)) != 0)
 		return -EINVAL;
 	s += strlen(PUB_TAG);
 	return unb64(s, strcspn(s, " \t\r\n"), pk);
@@ -120,7 +120,8 @@ int fv_tp_key_load(const char *path, struct fv_tp_node_key *k, struct fv_err *e)
 	size_t n = len;
 	while (n && (data[n - 1] == '\n' || data[n - 1] == '\r'))
 		n--;
-	if (n <= tag || memcmp(data, KEY_TAG, tag) || unb64((const char *)data + tag, n - tag, k->sk) < 0) {
+	if (n <= tag || memcmp(data, KEY_TAG, tag) != 0 ||
+	    unb64((const char *)data + tag, n - tag, k->sk) < 0) {
 		rc = fv_err_set(e, -EINVAL, "%s is not a fabvault node key (expected '%s<base64>')", path,
 				KEY_TAG);
 		goto out;

@@ -63,7 +63,8 @@ int fv_tp_path_parse(const char *s, int default_kind, struct fv_tp_path *p, stru
 		p->port = (int)v;
 	}
 	if (q) {
-		if (strncmp(q, "?from=", 6) || copy_part(p->from, sizeof p->from, q + 6, strlen(q + 6)) < 0)
+		if (strncmp(q, "?from=", 6) != 0 ||
+		    copy_part(p->from, sizeof p->from, q + 6, strlen(q + 6)) < 0)
 			goto bad;
 	}
 	if (p->kind != FV_TP_TCP && p->kind != FV_TP_RDMA)

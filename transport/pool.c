@@ -52,7 +52,7 @@ static struct fv_tp_buf *make_buf(struct fv_tp_pool *pl, unsigned c, int *err)
 	}
 	if (pl->nbufs == pl->capbufs) {
 		uint32_t cap = pl->capbufs ? pl->capbufs * 2 : 64;
-		struct fv_tp_buf **nb = realloc(pl->bufs, cap * sizeof *nb);
+		struct fv_tp_buf **nb = realloc(pl->bufs, cap * sizeof(struct fv_tp_buf *));
 		if (!nb)
 			goto oom;
 		pl->bufs = nb;
@@ -134,7 +134,7 @@ int fv_tp_pool_attach(struct fv_tp_pool *pl, struct fv_tp_link *l)
 	pthread_mutex_lock(&pl->mu);
 	if (pl->nlinks == pl->caplinks) {
 		size_t cap = pl->caplinks ? pl->caplinks * 2 : 8;
-		struct fv_tp_link **nl = realloc(pl->links, cap * sizeof *nl);
+		struct fv_tp_link **nl = realloc(pl->links, cap * sizeof(struct fv_tp_link *));
 		if (!nl) {
 			rc = -ENOMEM;
 			goto out;

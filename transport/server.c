@@ -219,15 +219,10 @@ static void *conn_main(void *arg)
 	struct fv_tp_sess *ss = cn->sess;
 	struct fv_err e = {0};
 	const char *why = NULL;
-	int rc = fv_tp_pool_attach(&s->pool, cn->link);
-	if (rc < 0) {
-		fv_tp_log(&s->o.log, LOG_ERR, "%s: cannot register buffers: %s", ss->peer, strerror(-rc));
-		goto out;
-	}
-	rc = fv_tp_sess_server(ss, s->o.key, s->o.peers, s->o.require_encrypt, s->o.credits, 5000, &e);
+	int rc = fv_tp_sess_server(ss, s->o.key, s->o.peers, s->o.require_encrypt, s->o.credits, 5000, &e);
 	if (rc < 0) {
 		fv_tp_log(&s->o.log, rc == -EACCES ? LOG_WARNING : LOG_NOTICE, "%s", e.msg);
-		goto detach;
+		goto out;
 	}
 	fv_tp_log(&s->o.log, LOG_INFO, "%s: peer '%s' connected (%s)", ss->peer, ss->peer_key_name,
 		  ss->rx.mode == FV_MODE_ENCRYPT ? "encrypted" : "integrity only");
@@ -277,8 +272,6 @@ static void *conn_main(void *arg)
 	} else if (!s->closing) {
 		fv_tp_log(&s->o.log, LOG_INFO, "%s: peer '%s' disconnected", ss->peer, ss->peer_key_name);
 	}
-detach:
-	fv_tp_pool_detach(&s->pool, cn->link);
 out:
 	cn->link->ops->shutdown(cn->link);
 	pthread_mutex_lock(&s->mu);

@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ struct tcp_link {
 	struct fv_tp_link base;
 	int fd;
 	atomic_bool down;
+	_Atomic uint64_t rx_bytes;
 	uint8_t *rbuf;
 	size_t start, end; /* valid bytes rbuf[start..end) */
 	size_t pending;    /* bytes of the frame last returned, released later */
@@ -74,7 +76,7 @@ static struct tcp_link *link_new(int fd)
 	t->fd = fd;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = {0};
 	socklen_t sl = sizeof ss;
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
 		addr_name((struct sockaddr *)&ss, t->peer, sizeof t->peer);
@@ -163,16 +165,20 @@ static int tcp_listen(const struct fv_tp_path *p, const struct fv_tp_link_cfg *c
 		rc = fv_err_sys(e, -errno, "%s: cannot listen", name);
 		goto out;
 	}
+	struct sockaddr_storage ss = {0};
+	socklen_t sl = sizeof ss;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		rc = fv_err_sys(e, -errno, "%s: getsockname", name);
+		goto out;
+	}
 	l = calloc(1, sizeof *l);
 	if (!l || (l->stopfd = eventfd(0, EFD_CLOEXEC)) < 0) {
 		rc = fv_err_set(e, -ENOMEM, "%s: out of memory", name);
 		goto out;
 	}
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
-	l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						 : ((struct sockaddr_in *)&ss)->sin_port);
+	uint16_t nport; /* at the same offset in sockaddr_in and sockaddr_in6 */
+	memcpy(&nport, (const uint8_t *)&ss + offsetof(struct sockaddr_in, sin_port), sizeof nport);
+	l->port = ntohs(nport);
 	l->fd = fd;
 	fd = -1;
 	*out = (struct fv_tp_listener *)l;
@@ -273,8 +279,10 @@ static ssize_t read_some(struct tcp_link *t, void *p, size_t n)
 		if (atomic_load(&t->down))
 			return -ECONNRESET;
 		ssize_t r = read(t->fd, p, n);
-		if (r > 0)
+		if (r > 0) {
+			atomic_fetch_add_explicit(&t->rx_bytes, (uint64_t)r, memory_order_relaxed);
 			return r;
+		}
 		if (r == 0)
 			return -ECONNRESET;
 		if (errno != EINTR)
@@ -386,6 +394,11 @@ static const char *tcp_peer_name(struct fv_tp_link *lk)
 	return ((struct tcp_link *)lk)->peer;
 }
 
+static uint64_t tcp_rx_bytes(struct fv_tp_link *lk)
+{
+	return atomic_load_explicit(&((struct tcp_link *)lk)->rx_bytes, memory_order_relaxed);
+}
+
 const struct fv_tp_ops fv_tp_tcp_ops = {
 	.name = "tcp",
 	.connect = tcp_connect,
@@ -402,6 +415,7 @@ const struct fv_tp_ops fv_tp_tcp_ops = {
 	.shutdown = tcp_shutdown,
 	.free = tcp_free,
 	.peer_name = tcp_peer_name,
+	.rx_bytes = tcp_rx_bytes,
 };
 
 const struct fv_tp_ops *fv_tp_ops_for(int kind)

@@ -37,7 +37,7 @@ struct fv_tp_client_opts {
 	const struct fv_tp_path *paths;   /* one link per path */
 	size_t npaths;
 	int mode;               /* 0: default (encrypt on TCP, integrity on RDMA), or enum fv_frame_mode */
-	int timeout_ms;         /* how long a request waits for a live path (0: 30000) */
+	int timeout_ms;         /* how long a request waits while no path is up (0: 30000) */
 	int dead_ms;            /* silence after which a link is dead (0: 800) */
 	int connect_timeout_ms; /* one connection attempt (0: 2000) */
 	size_t pool_bytes;      /* bulk buffer memory (0: 256 MiB) */
@@ -95,12 +95,12 @@ int fv_tp_call(struct fv_tp_client *c, struct fv_tp_call *call);
 
 /* State of each path, for `fabric status` and tests. */
 struct fv_tp_path_stats {
-	char name[96]; /* "tcp://10.200.1.1:7420" */
-	bool up;
 	uint64_t requests; /* requests sent on this path */
 	uint64_t bytes;    /* ctl + bulk bytes received on this path */
 	uint64_t failures; /* times the path went down */
 	int outstanding;
+	bool up;
+	char name[96]; /* "tcp://10.200.1.1:7420" */
 	char last_error[256];
 };
 /* Fill up to n entries; returns the number of paths. */

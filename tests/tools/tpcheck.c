@@ -287,7 +287,8 @@ static bool wait_path(struct fv_tp_client *cl, int i, bool want, double secs)
 	return false;
 }
 
-static void check_failover(struct fv_tp_client *cl, int npaths, int di, const char *down, const char *up)
+static void check_failover(struct fv_tp_client *cl, int npaths, int di, const char *down, const char *up,
+			   int dead_ms)
 {
 	enum { N = 32 };
 	struct load ld = {.cl = cl, .active = N};
@@ -317,7 +318,7 @@ static void check_failover(struct fv_tp_client *cl, int npaths, int di, const ch
 	double t_down = now_s();
 	if (system(down) != 0)
 		CHECK(0, "run '%s'", down);
-	bool went_down = wait_path(cl, di, false, 5);
+	bool went_down = wait_path(cl, di, false, (dead_ms ? dead_ms : 800) / 1000.0 + 4);
 	double detect = now_s() - t_down;
 	CHECK(went_down, "path %d declared dead %.2f s after '%s'", di, detect, down);
 	usleep(1500000);
@@ -351,13 +352,17 @@ static void check_failover(struct fv_tp_client *cl, int npaths, int di, const ch
 
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"key", required_argument, NULL, 'k'},       {"peers", required_argument, NULL, 'p'},
-		{"mode", required_argument, NULL, 'm'},      {"inflight", required_argument, NULL, 'n'},
-		{"down", required_argument, NULL, 'd'},      {"up", required_argument, NULL, 'u'},
-		{"down-path", required_argument, NULL, 'i'}, {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {{"key", required_argument, NULL, 'k'},
+					   {"peers", required_argument, NULL, 'p'},
+					   {"mode", required_argument, NULL, 'm'},
+					   {"inflight", required_argument, NULL, 'n'},
+					   {"down", required_argument, NULL, 'd'},
+					   {"up", required_argument, NULL, 'u'},
+					   {"down-path", required_argument, NULL, 'i'},
+					   {"dead-ms", required_argument, NULL, 'D'},
+					   {NULL, 0, NULL, 0}};
 	const char *keyf = NULL, *peersf = NULL, *down = NULL, *up = NULL;
-	int mode = 0, inflight = 3000, di = 1, opt;
+	int mode = 0, inflight = 3000, di = 1, dead_ms = 0, opt;
 	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'k':
@@ -380,6 +385,9 @@ int main(int argc, char **argv)
 			break;
 		case 'i':
 			di = atoi(optarg);
+			break;
+		case 'D':
+			dead_ms = atoi(optarg);
 			break;
 		default:
 			return 2;
@@ -406,6 +414,7 @@ int main(int argc, char **argv)
 				      .paths = paths,
 				      .npaths = (size_t)np,
 				      .mode = mode,
+				      .dead_ms = dead_ms,
 				      .log = {log_fn, NULL}};
 	struct fv_tp_client *cl;
 	if (fv_tp_client_open(&o, 20000, &cl, &e) < 0) {
@@ -417,7 +426,7 @@ int main(int argc, char **argv)
 	check_sizes(cl);
 	check_inflight(cl, inflight);
 	if (down && up && di < np)
-		check_failover(cl, np, di, down, up);
+		check_failover(cl, np, di, down, up, dead_ms);
 	fv_tp_client_close(cl);
 	fv_tp_peers_free(&peers);
 	printf("%s: %d failed\n", failures ? "FAILED" : "passed", failures);
