@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 		}
 		closedir(d);
 	}
-	printf("fuzz_tree: %d inputs run, %d unreadable\n", ran, failed);
+	printf("%s: %d inputs run, %d unreadable\n", argv[0], ran, failed);
 	return failed ? 1 : 0;
 }
 #endif
