@@ -230,6 +230,8 @@ static int serve(struct fab *f)
 				      .require_encrypt = f->require_enc,
 				      .threads = f->threads,
 				      .handler = handler,
+				      .inline_handler =
+					      true, /* FV_FAB_SLOW answers from a thread of its own */
 				      .log = {log_fn, f->c}};
 	struct fv_tp_server *s;
 	struct fv_err e = {0};

@@ -153,7 +153,7 @@ static void send_call(struct fv_tp_client *c, struct path *p, struct fv_tp_call 
 	struct fv_tp_link *l = p->sess->link;
 	if (h.bulk_len && l->ops->bulk_key)
 		l->ops->bulk_key(l, call->bulk, 0, &h.bulk_addr, &h.bulk_rkey);
-	int rc = fv_tp_sess_send(p->sess, &h, call->req, call->req_len, NULL, 0);
+	int rc = fv_tp_sess_send(p->sess, &h, call->req, call->req_len, NULL, 0, NULL, NULL);
 	if (rc < 0)
 		l->ops->shutdown(l); /* the path thread takes the call back */
 	pthread_mutex_lock(&c->mu);
@@ -292,7 +292,7 @@ static const char *serve_link(struct fv_tp_client *c, struct path *p, struct fv_
 			 * timer shuts it down. */
 			struct fv_frame_hdr ph = {.type = FV_FT_PING};
 			if (fv_tp_now_ns() - atomic_load(&p->last_rx_ns) >= PING_MS * 1000000LL &&
-			    fv_tp_sess_send(s, &ph, NULL, 0, NULL, 0) < 0) {
+			    fv_tp_sess_send(s, &ph, NULL, 0, NULL, 0, NULL, NULL) < 0) {
 				*code = -ECONNRESET;
 				return "cannot send";
 			}

@@ -60,6 +60,15 @@ struct fv_tp_tx {
 	 * the request's bulk_addr/bulk_rkey, taken from the header in msg) */
 	const struct fv_tp_buf *bulk;
 	size_t bulk_len;
+	/* With bulk set: called exactly once, whatever send returns, when the
+	 * bulk buffer is free again (status 0, or -errno when the link broke
+	 * first). It may run on any thread, before or after send returns; RDMA
+	 * calls it when the WRITE completes, so that several bulk replies are
+	 * in flight on one link and send does not wait for the wire. It may run
+	 * inside a send of another frame on the same link, under the session's
+	 * send lock: it must neither send on that link nor take that lock. */
+	void (*bulk_done)(void *ud, int status);
+	void *bulk_ud;
 };
 
 struct fv_tp_ops {
@@ -86,8 +95,8 @@ struct fv_tp_ops {
 	int (*listener_port)(struct fv_tp_listener *l);
 
 	/* Send one frame (see struct fv_tp_tx). Returns 0 once the frame is
-	 * handed to the kernel/NIC and msg (and bulk) may be reused, or
-	 * -ECONNRESET/-EPIPE/-EIO when the link is broken. */
+	 * handed to the kernel/NIC and msg may be reused (the bulk buffer: see
+	 * bulk_done), or -ECONNRESET/-EPIPE/-EIO when the link is broken. */
 	int (*send)(struct fv_tp_link *l, const struct fv_tp_tx *tx);
 
 	/* Receive the next frame, waiting at most timeout_ms (-1: forever).
@@ -111,12 +120,19 @@ struct fv_tp_ops {
 	void (*bulk_key)(struct fv_tp_link *l, const struct fv_tp_buf *b, size_t off, uint64_t *addr,
 			 uint32_t *rkey);
 
-	/* Break the link now: pending and later recv/send fail with
+	/* Break the link now (never calls a bulk_done, takes no lock a caller
+	 * may hold: it may be called under the server's mutex): pending and
+	 * later recv/send fail with
 	 * -ECONNRESET. When it returns, nothing more is placed into registered
 	 * memory through this link (RDMA: the QP is in the error state).
 	 * Thread-safe, idempotent. */
 	void (*shutdown)(struct fv_tp_link *l);
-	/* Release everything (after shutdown, by the owner thread). */
+	/* After shutdown, by the owner thread: return when no bulk_done is
+	 * pending any more (those still pending are called with -ECONNRESET;
+	 * a send after shutdown fails and calls its bulk_done at once). NULL
+	 * where bulk_done is always called before send returns (TCP). */
+	void (*drain)(struct fv_tp_link *l);
+	/* Release everything (after shutdown and drain, by the owner thread). */
 	void (*free)(struct fv_tp_link *l);
 
 	/* "10.200.1.2:41234" of the peer, for log lines. */

@@ -7,23 +7,51 @@
  *    only;
  *  - one PD; one MR over one allocation of credits + 4 receive buffers of
  *    FV_FRAME_MAX_MSG bytes, all posted before connect/accept; one MR over
- *    SEND_SLOTS send buffers of FV_FRAME_MAX_MSG bytes, reused in ring order;
- *  - two CQs, each with its own completion channel: receives are reaped
- *    by the owner thread only and sends by the sending thread only, so
- *    neither ever steals the other's completions;
+ *    nslots (also credits + 4) send buffers of FV_FRAME_MAX_MSG bytes, one
+ *    per send slot;
+ *  - two CQs, each with its own completion channel: receives are reaped by
+ *    the owner thread only; sends by whichever thread gets there first,
+ *    under the link's send mutex (see "Reaping");
  *  - a table of MRs for the pool's buffers, by fv_tp_buf.index.
  *
- * Send: a frame that fits the QP's max_inline_data goes inline, others are
- * copied into the next send slot (the caller's msg is free on return either
- * way). Every SEND is signaled; the slot ring is FIFO because an RC send
- * queue completes in order. A REPLY with bulk is preceded by RDMA WRITEs
- * (unsignaled) to the bulk_addr/bulk_rkey of its header; RC delivers the
- * SEND after the WRITEs, and the SEND's completion means the WRITEs are
- * done too. The bulk is written as one WRITE (the NIC segments by MTU
+ * Send: a frame takes the next send slot, a ring of nslots frames in flight
+ * (credits + 4: a server can have the replies of a client's whole window in
+ * flight, 16-64 bulk replies of 1 MiB on a ConnectX-7 rail). A frame that
+ * fits the QP's max_inline_data goes inline, others are copied into the
+ * slot's buffer: the caller's msg is free on return either way. Every SEND
+ * is signaled. A REPLY with bulk is preceded by RDMA WRITEs (unsignaled) to
+ * the bulk_addr/bulk_rkey of its header; RC executes and completes a send
+ * queue in order, so the SEND's completion means the WRITEs before it are
+ * done too: then the slot is retired and the frame's bulk_done runs. send
+ * never waits for that; it waits only while every slot or the whole send
+ * queue is taken. The bulk is written as one WRITE (the NIC segments by MTU
  * itself; more WRs only cost WQEs), split only when the port's max_msg_sz
  * is smaller than the bulk, into chunks of max_msg_sz (rxe on 6.1: 8 MiB,
  * so a 64 MiB bulk is 8 WRITEs; mlx5: 1 GiB, one WRITE). The send queue is
- * sized for SEND_SLOTS frames of that many WRs each.
+ * sized for nslots frames of that many WRs each. A WR's wr_id is its
+ * frame's number shifted left once, plus 1 for the SEND, so that an error
+ * completion (whose opcode is undefined) still names its frame and kind.
+ *
+ * Reaping: send completions are reaped under smu by the sender before each
+ * post and while it waits for room, by the owner thread whenever the send
+ * completion channel wakes its recv (so buffers come back when nobody
+ * sends), and by drain. The send CQ stays armed: whoever takes its event
+ * arms it again before polling, so a completion is always either polled by
+ * a reaper inside smu or announced by a new event. The bulk_done callbacks
+ * of retired frames are collected under smu and run after it is dropped,
+ * on the reaping thread: a bulk_done may so run inside the send of another
+ * frame on the same link, with the caller's send lock held.
+ *
+ * Shutdown and drain: a QP in the error state flushes every outstanding WR
+ * (unsignaled WRITEs too) with IBV_WC_WR_FLUSH_ERR; a flushed WR is not
+ * executed, so its buffer is not read any more, and its frame retires with
+ * -ECONNRESET. Verbs promise a buffer back only with its WR's completion
+ * (ibv_modify_qp to ERR returning does not say that a WRITE the DMA engine
+ * has started is over: rxe's requester may be mid-packet on another CPU),
+ * so drain waits for the flushes, up to DRAIN_MS. A frame whose completion
+ * never comes (a WR chain posted only in part; a device that fails to
+ * flush) is retired only after the QP is destroyed: ibv_destroy_qp returns
+ * when the device holds none of its WRs any more.
  *
  * A link is "down" once anything breaks it (shutdown, error completion,
  * DISCONNECTED, a port or QP async error): the QP goes to the error state at
@@ -38,6 +66,7 @@
 #include <infiniband/verbs.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <rdma/rdma_cma.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -48,8 +77,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Send slots (frames in flight on the send queue) of a link. */
-#define SEND_SLOTS 8
+/* Fewest send slots (frames in flight on the send queue) of a link. */
+#define SEND_SLOTS_MIN 8
 /* Receives posted beyond the credits (PING, CLOSE, handshake). */
 #define RECV_EXTRA 4
 /* Inline data asked of the QP; the device may give less (or none). */
@@ -61,6 +90,27 @@
 #define LISTEN_BACKLOG 64
 /* Completion events are acknowledged in batches (ibv_ack_cq_events locks). */
 #define CQ_ACK_BATCH 64
+/* Send completions polled, and callbacks run, per round of reap_send. */
+#define REAP_BATCH 32
+/* How long drain waits for the flushed send WRs after the QP went to ERR. */
+#define DRAIN_MS 2000
+/* drain looks again this often when another thread took the CQ's event. */
+#define DRAIN_STEP_MS 10
+
+/* One frame on the send queue, from its post to its retirement. */
+struct send_slot {
+	void (*done)(void *ud, int status); /* the frame's bulk_done, or NULL */
+	void *ud;
+	uint32_t nwr; /* WRs it takes on the send queue */
+	int status;   /* 0, or -ECONNRESET once one of its WRs failed */
+};
+
+/* A bulk_done to run once smu is dropped. */
+struct send_done {
+	void (*fn)(void *ud, int status);
+	void *ud;
+	int status;
+};
 
 struct tp_rdma_link {
 	struct fv_tp_link base;
@@ -84,16 +134,27 @@ struct tp_rdma_link {
 	bool rarmed;
 	unsigned racks;
 
-	/* send side: the one sending thread */
+	/* send side: posted by the one sending thread, reaped by any (see
+	 * "Reaping"); everything from sposted on is under smu */
 	uint8_t *sbuf;
 	struct ibv_mr *smr;
-	uint64_t sposted, sdone;      /* SENDs posted and completed */
-	uint32_t slot_wr[SEND_SLOTS]; /* WRs of the frame in each slot */
-	uint32_t sq_used, sq_depth;
+	struct send_slot *slots; /* nslots, frame n in slots[n % nslots] */
+	uint32_t nslots;
 	uint32_t max_inline;
 	uint64_t write_max;
-	bool sarmed;
-	unsigned sacks;
+	uint32_t sq_depth;
+	int sfree_fd; /* eventfd: a reaper retired frames while the sender waited */
+	pthread_mutex_t smu;
+	uint64_t sposted; /* frames posted */
+	uint64_t scomp;   /* frames whose SEND completed (or that were given up) */
+	uint64_t sdone;   /* frames retired: slot free, bulk_done taken */
+	uint64_t cb_end;  /* 1 + the number of the last frame with a bulk_done */
+	unsigned cb_busy; /* bulk_dones taken but still running */
+	uint32_t sq_used; /* WRs of the frames not retired */
+	unsigned sacks;   /* send CQ events not yet acknowledged */
+	bool swait;       /* the sender sleeps until frames retire */
+	bool drained;     /* drain returned: nothing more is posted */
+	bool qp_gone;     /* drain gave up and destroyed the QP */
 
 	struct fv_tp_pool *pool; /* attached in connect/accept, detached in free */
 	/* pool buffer MRs by index: written by reg (any thread), read by send */
@@ -333,6 +394,8 @@ static void take_cq_event(struct ibv_comp_channel *cc, unsigned *acks, bool *arm
 
 /* ---- receive ---------------------------------------------------------- */
 
+static bool reap_send(struct tp_rdma_link *l);
+
 static int post_recv(struct tp_rdma_link *l, uint32_t i)
 {
 	struct ibv_sge sge = {
@@ -374,11 +437,14 @@ static int tp_rdma_recv(struct fv_tp_link *lk, struct fv_tp_rx *rx, int timeout_
 {
 	struct tp_rdma_link *l = link_of(lk);
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-	struct pollfd pfd[4] = {
+	/* the send completions too: bulk buffers come back while nobody
+	 * sends */
+	struct pollfd pfd[5] = {
 		{.fd = l->rcc->fd, .events = POLLIN},
 		{.fd = l->ech->fd, .events = POLLIN},
 		{.fd = l->id->verbs->async_fd, .events = POLLIN},
 		{.fd = l->wake_fd, .events = POLLIN},
+		{.fd = l->scc->fd, .events = POLLIN},
 	};
 	(void)dst; /* the bulk is already placed by the peer's RDMA WRITE */
 	(void)ud;
@@ -407,7 +473,7 @@ static int tp_rdma_recv(struct fv_tp_link *lk, struct fv_tp_rx *rx, int timeout_
 			l->rarmed = true;
 			continue;
 		}
-		n = poll(pfd, 4, left_ms(deadline));
+		n = poll(pfd, 5, left_ms(deadline));
 		if (n < 0 && errno != EINTR) {
 			link_down(l);
 			return -ECONNRESET;
@@ -426,6 +492,8 @@ static int tp_rdma_recv(struct fv_tp_link *lk, struct fv_tp_rx *rx, int timeout_
 			drain_async(l);
 			check_port(l);
 		}
+		if (pfd[4].revents & POLLIN)
+			reap_send(l);
 	}
 }
 
@@ -445,65 +513,129 @@ static void tp_rdma_release(struct fv_tp_link *lk, struct fv_tp_rx *rx)
 
 /* ---- send ------------------------------------------------------------- */
 
-/* Reap send completions, blocking until at least one came (or the link
- * went down). */
-static int reap_send(struct tp_rdma_link *l)
+/* Poll the send CQ dry into the slots (smu held): scomp moves past every
+ * frame whose SEND completed. Returns false when the link broke. */
+static bool poll_send_cq(struct tp_rdma_link *l)
+{
+	struct ibv_cq *cq;
+	void *ctx;
+	bool ok = true, got = false;
+	while (ibv_get_cq_event(l->scc, &cq, &ctx) == 0) {
+		got = true;
+		if (++l->sacks >= CQ_ACK_BATCH) {
+			ibv_ack_cq_events(cq, l->sacks);
+			l->sacks = 0;
+		}
+	}
+	/* armed again before polling: a completion after the poll raises an
+	 * event, one before it is polled here */
+	if (got && ibv_req_notify_cq(l->scq, 0))
+		ok = false;
+	for (;;) {
+		struct ibv_wc wc[REAP_BATCH];
+		int n = ibv_poll_cq(l->scq, REAP_BATCH, wc);
+		if (n < 0)
+			return false;
+		for (int k = 0; k < n; k++) {
+			uint64_t seq = wc[k].wr_id >> 1;
+			bool is_send = wc[k].wr_id & 1;
+			/* frames given up by drain may still be flushed */
+			if (seq < l->sdone || seq >= l->sposted)
+				continue;
+			if (wc[k].status != IBV_WC_SUCCESS) {
+				ok = false;
+				l->slots[seq % l->nslots].status = -ECONNRESET;
+			}
+			if (is_send && seq >= l->scomp)
+				l->scomp = seq + 1;
+		}
+		if (n < REAP_BATCH)
+			return ok;
+	}
+}
+
+/* Retire the frames whose SEND completed and run their bulk_done, outside
+ * smu. Any thread; returns false when the link broke. */
+static bool reap_send(struct tp_rdma_link *l)
+{
+	bool ok = true;
+	for (;;) {
+		struct send_done run[REAP_BATCH];
+		unsigned n = 0;
+		pthread_mutex_lock(&l->smu);
+		if (!l->qp_gone && !poll_send_cq(l))
+			ok = false;
+		bool retired = l->sdone < l->scomp;
+		while (l->sdone < l->scomp && n < REAP_BATCH) {
+			struct send_slot *s = &l->slots[l->sdone % l->nslots];
+			if (s->done)
+				run[n++] =
+					(struct send_done){.fn = s->done, .ud = s->ud, .status = s->status};
+			l->sq_used -= s->nwr;
+			*s = (struct send_slot){.done = NULL};
+			l->sdone++;
+		}
+		bool more = l->sdone < l->scomp;
+		l->cb_busy += n;
+		if (retired && l->swait) {
+			uint64_t one = 1;
+			if (write(l->sfree_fd, &one, sizeof one) < 0) {
+				/* only an overflowing counter fails; it is readable then */
+			}
+		}
+		pthread_mutex_unlock(&l->smu);
+		for (unsigned k = 0; k < n; k++)
+			run[k].fn(run[k].ud, run[k].status);
+		if (n) {
+			pthread_mutex_lock(&l->smu);
+			l->cb_busy -= n;
+			pthread_mutex_unlock(&l->smu);
+		}
+		if (!more)
+			break;
+	}
+	if (!ok)
+		link_down(l);
+	return ok;
+}
+
+/* Sleep until a reaper retired frames, a send completion or a link event
+ * came, or the link went down. */
+static void wait_send(struct tp_rdma_link *l)
 {
 	/* the link's cm and async events too: the owner thread may not be in
 	 * recv to see a DISCONNECTED (both only ever break the link) */
-	struct pollfd pfd[4] = {
+	struct pollfd pfd[5] = {
 		{.fd = l->scc->fd, .events = POLLIN},
+		{.fd = l->sfree_fd, .events = POLLIN},
 		{.fd = l->wake_fd, .events = POLLIN},
 		{.fd = l->ech->fd, .events = POLLIN},
 		{.fd = l->id->verbs->async_fd, .events = POLLIN},
 	};
-	for (;;) {
-		struct ibv_wc wc[16];
-		int n = ibv_poll_cq(l->scq, 16, wc);
-		if (n < 0) {
+	if (poll(pfd, 5, -1) < 0) {
+		if (errno != EINTR)
 			link_down(l);
-			return -ECONNRESET;
+		return;
+	}
+	if (pfd[1].revents & POLLIN) {
+		uint64_t v;
+		if (read(l->sfree_fd, &v, sizeof v) < 0) {
+			/* EAGAIN: another read took it; nothing to do */
 		}
-		for (int k = 0; k < n; k++) {
-			if (wc[k].status != IBV_WC_SUCCESS) {
-				link_down(l);
-				return -ECONNRESET;
-			}
-			/* only SENDs are signaled, and they complete in order */
-			l->sq_used -= l->slot_wr[l->sdone % SEND_SLOTS];
-			l->sdone++;
-		}
-		if (n > 0)
-			return 0;
-		if (atomic_load(&l->down))
-			return -ECONNRESET;
-		if (!l->sarmed) {
-			if (ibv_req_notify_cq(l->scq, 0)) {
-				link_down(l);
-				return -ECONNRESET;
-			}
-			l->sarmed = true;
-			continue;
-		}
-		if (poll(pfd, 4, -1) < 0 && errno != EINTR) {
-			link_down(l);
-			return -ECONNRESET;
-		}
-		if (pfd[0].revents & POLLIN)
-			take_cq_event(l->scc, &l->sacks, &l->sarmed);
-		if (pfd[2].revents & POLLIN)
-			drain_cm(l);
-		if (pfd[3].revents & POLLIN) {
-			drain_async(l);
-			check_port(l);
-		}
+	}
+	if (pfd[3].revents & POLLIN)
+		drain_cm(l);
+	if (pfd[4].revents & POLLIN) {
+		drain_async(l);
+		check_port(l);
 	}
 }
 
-/* The RDMA WRITEs of tx's bulk into wr[]/sge[]; returns how many, or
- * -EINVAL for a tx that cannot be sent (a caller bug, the link is fine). */
-static int build_writes(struct tp_rdma_link *l, const struct fv_tp_tx *tx, struct ibv_send_wr *wr,
-			struct ibv_sge *sge)
+/* The RDMA WRITEs of tx's bulk into wr[]/sge[] for frame seq; returns how
+ * many, or -EINVAL for a tx that cannot be sent (a caller bug, the link is
+ * fine). */
+static int build_writes(struct tp_rdma_link *l, const struct fv_tp_tx *tx, uint64_t seq,
+			struct ibv_send_wr *wr, struct ibv_sge *sge)
 {
 	const struct fv_tp_buf *b = tx->bulk;
 	if (!b || tx->bulk_len > b->size || b->index >= FV_TP_POOL_MAX_BUFS)
@@ -522,7 +654,7 @@ static int build_writes(struct tp_rdma_link *l, const struct fv_tp_tx *tx, struc
 		sge[n] = (struct ibv_sge){
 			.addr = (uintptr_t)b->p + off, .length = (uint32_t)len, .lkey = mr->lkey};
 		wr[n] = (struct ibv_send_wr){
-			.wr_id = l->sposted,
+			.wr_id = seq << 1,
 			.next = &wr[n + 1],
 			.sg_list = &sge[n],
 			.num_sge = 1,
@@ -533,31 +665,50 @@ static int build_writes(struct tp_rdma_link *l, const struct fv_tp_tx *tx, struc
 	return n;
 }
 
-static int tp_rdma_send(struct fv_tp_link *lk, const struct fv_tp_tx *tx)
+/* Post tx as the next frame. *owned tells whether its bulk_done went to a
+ * slot (called at retirement) or is still the caller's to call. */
+static int post_frame(struct tp_rdma_link *l, const struct fv_tp_tx *tx, bool *owned)
 {
-	struct tp_rdma_link *l = link_of(lk);
-	struct ibv_send_wr wr[WRITES_MAX + 1], *bad;
+	struct ibv_send_wr wr[WRITES_MAX + 1], *bad = NULL;
 	struct ibv_sge sge[WRITES_MAX + 1];
-	int nw = 0, rc;
+	int nw = 0;
+	*owned = false;
 	if (tx->len < FV_FRAME_HDR || tx->len > FV_FRAME_MAX_MSG)
 		return -EMSGSIZE;
 	if (atomic_load(&l->down))
 		return -ECONNRESET;
+	/* sposted is written by this (the one sending) thread only: read
+	 * outside smu, it is exact */
+	uint64_t seq = l->sposted;
 	if (tx->bulk_len) {
-		nw = build_writes(l, tx, wr, sge);
+		nw = build_writes(l, tx, seq, wr, sge);
 		if (nw < 0)
 			return nw;
 	}
 	uint32_t need = (uint32_t)nw + 1;
-	while (l->sposted - l->sdone >= SEND_SLOTS || l->sq_used + need > l->sq_depth) {
-		rc = reap_send(l);
-		if (rc < 0)
-			return rc;
+	/* give back what is done before taking more, and wait for room */
+	reap_send(l);
+	pthread_mutex_lock(&l->smu);
+	while (!l->drained && !atomic_load(&l->down) &&
+	       (l->sposted - l->sdone >= l->nslots || l->sq_used + need > l->sq_depth)) {
+		l->swait = true;
+		pthread_mutex_unlock(&l->smu);
+		wait_send(l);
+		reap_send(l);
+		pthread_mutex_lock(&l->smu);
 	}
-	unsigned slot = l->sposted % SEND_SLOTS;
+	l->swait = false;
+	if (l->drained || atomic_load(&l->down)) {
+		pthread_mutex_unlock(&l->smu);
+		return -ECONNRESET;
+	}
+	pthread_mutex_unlock(&l->smu);
+
+	/* the slot is ours: it was retired, and only this thread posts */
+	unsigned slot = (unsigned)(seq % l->nslots);
 	struct ibv_send_wr *s = &wr[nw];
 	*s = (struct ibv_send_wr){
-		.wr_id = l->sposted,
+		.wr_id = seq << 1 | 1,
 		.sg_list = &sge[nw],
 		.num_sge = 1,
 		.opcode = IBV_WR_SEND,
@@ -573,24 +724,87 @@ static int tp_rdma_send(struct fv_tp_link *lk, const struct fv_tp_tx *tx)
 		sge[nw] = (struct ibv_sge){
 			.addr = (uintptr_t)p, .length = (uint32_t)tx->len, .lkey = l->smr->lkey};
 	}
-	rc = ibv_post_send(l->id->qp, wr, &bad);
+
+	/* posted and recorded under smu: a reaper polls a completion of this
+	 * frame only after it is in its slot, and drain sees every frame */
+	pthread_mutex_lock(&l->smu);
+	if (l->drained || l->qp_gone) { /* drain may give up before it returns */
+		pthread_mutex_unlock(&l->smu);
+		return -ECONNRESET;
+	}
+	int rc = ibv_post_send(l->id->qp, wr, &bad);
+	/* WRs before bad went out: their frame waits for them (drain retires
+	 * it when no completion comes) */
+	uint32_t posted = rc ? (uint32_t)(bad ? bad - wr : 0) : need;
+	if (posted) {
+		bool cb = tx->bulk && tx->bulk_done;
+		l->slots[slot] = (struct send_slot){
+			.done = cb ? tx->bulk_done : NULL, .ud = tx->bulk_ud, .nwr = posted};
+		l->sq_used += posted;
+		l->sposted = seq + 1;
+		if (cb)
+			l->cb_end = seq + 1;
+		*owned = cb;
+	}
+	pthread_mutex_unlock(&l->smu);
 	if (rc) {
 		link_down(l);
 		return -ECONNRESET;
 	}
-	l->slot_wr[slot] = need;
-	l->sq_used += need;
-	uint64_t seq = ++l->sposted;
-	if (!nw)
-		return 0;
-	/* the bulk buffer is the caller's again only once the WRITEs are
-	 * done, which the SEND's completion (after them, in order) tells */
-	while (l->sdone < seq) {
-		rc = reap_send(l);
-		if (rc < 0)
-			return rc;
-	}
 	return 0;
+}
+
+static int tp_rdma_send(struct fv_tp_link *lk, const struct fv_tp_tx *tx)
+{
+	bool owned;
+	int rc = post_frame(link_of(lk), tx, &owned);
+	/* link.h: bulk_done exactly once, also when the frame never went out */
+	if (!owned && tx->bulk && tx->bulk_done)
+		tx->bulk_done(tx->bulk_ud, rc < 0 ? rc : -EIO);
+	return rc;
+}
+
+/* Retire every frame still on the send queue (drain gave up waiting, smu
+ * held): destroying the QP first is what makes their buffers free. */
+static void give_up_sends(struct tp_rdma_link *l)
+{
+	if (!l->qp_gone && l->id->qp) {
+		rdma_destroy_qp(l->id);
+		l->qp_gone = true;
+	}
+	for (uint64_t n = l->scomp; n < l->sposted; n++)
+		l->slots[n % l->nslots].status = -ECONNRESET;
+	l->scomp = l->sposted;
+}
+
+static void tp_rdma_shutdown(struct fv_tp_link *lk);
+
+static void tp_rdma_drain(struct fv_tp_link *lk)
+{
+	struct tp_rdma_link *l = link_of(lk);
+	int64_t deadline = now_ms() + DRAIN_MS;
+	struct pollfd pfd = {.fd = l->scc->fd, .events = POLLIN};
+	tp_rdma_shutdown(lk); /* link.h asks for it before; cheap if so */
+	for (;;) {
+		reap_send(l);
+		pthread_mutex_lock(&l->smu);
+		if (l->sdone >= l->cb_end && !l->cb_busy) {
+			/* no send may post after this: the sender checks it
+			 * under smu */
+			l->drained = true;
+			pthread_mutex_unlock(&l->smu);
+			return;
+		}
+		if (now_ms() >= deadline)
+			give_up_sends(l);
+		pthread_mutex_unlock(&l->smu);
+		/* after the deadline only bulk_dones running on another
+		 * thread are waited for */
+		int ms = left_ms(deadline);
+		ms = ms < 1 ? 1 : (ms > DRAIN_STEP_MS ? DRAIN_STEP_MS : ms);
+		if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
+			deadline = now_ms(); /* cannot wait: give up now */
+	}
 }
 
 /* ---- registration ----------------------------------------------------- */
@@ -643,10 +857,12 @@ static int link_setup(struct tp_rdma_link *l, const struct fv_tp_link_cfg *cfg, 
 				  l->name, ibv_get_device_name(ctx->device), pa.max_msg_sz);
 	l->write_max = pa.max_msg_sz < FV_FRAME_MAX_BULK ? pa.max_msg_sz : FV_FRAME_MAX_BULK;
 	uint32_t wr_per_frame = 1 + (uint32_t)((FV_FRAME_MAX_BULK + l->write_max - 1) / l->write_max);
-	l->sq_depth = SEND_SLOTS * wr_per_frame;
-	if (l->sq_depth > (uint32_t)da.max_qp_wr)
-		l->sq_depth = (uint32_t)da.max_qp_wr;
 	l->nrecv = (cfg->credits ? cfg->credits : 64) + RECV_EXTRA;
+	l->nslots = l->nrecv < SEND_SLOTS_MIN ? SEND_SLOTS_MIN : l->nrecv;
+	/* room for every slot's frame at its largest; a device with fewer WRs
+	 * makes big bulks wait for each other, not fail */
+	uint64_t sq_want = (uint64_t)l->nslots * wr_per_frame;
+	l->sq_depth = sq_want > (uint64_t)da.max_qp_wr ? (uint32_t)da.max_qp_wr : (uint32_t)sq_want;
 	if (l->sq_depth < wr_per_frame || l->nrecv > (uint32_t)da.max_qp_wr ||
 	    l->nrecv > (uint32_t)da.max_cqe || l->sq_depth > (uint32_t)da.max_cqe)
 		return fv_err_set(e, -EOPNOTSUPP,
@@ -716,7 +932,7 @@ static int link_setup(struct tp_rdma_link *l, const struct fv_tp_link_cfg *cfg, 
 		l->max_inline = qa.cap.max_inline_data;
 
 	size_t rsize = (size_t)l->nrecv * FV_FRAME_MAX_MSG;
-	size_t ssize = (size_t)SEND_SLOTS * FV_FRAME_MAX_MSG;
+	size_t ssize = (size_t)l->nslots * FV_FRAME_MAX_MSG;
 	if (posix_memalign((void **)&l->rbuf, 4096, rsize)) {
 		rc = fv_err_set(e, -ENOMEM, "%s: no memory for %zu bytes of receive buffers", l->name, rsize);
 		goto out_destroy_qp;
@@ -738,15 +954,28 @@ static int link_setup(struct tp_rdma_link *l, const struct fv_tp_link_cfg *cfg, 
 				"%s: cannot register %zu bytes of send buffers (ulimit -l?)", l->name, ssize);
 		goto out_free_sbuf;
 	}
+	l->slots = calloc(l->nslots, sizeof *l->slots);
+	if (!l->slots) {
+		rc = fv_err_set(e, -ENOMEM, "%s: no memory for %u send slots", l->name, l->nslots);
+		goto out_dereg_sbuf;
+	}
+	/* armed for good: see "Reaping" */
+	if (ibv_req_notify_cq(l->scq, 0)) {
+		rc = fv_err_sys(e, neg_errno(-EIO), "%s: ibv_req_notify_cq", l->name);
+		goto out_free_slots;
+	}
 	for (uint32_t i = 0; i < l->nrecv; i++) {
 		rc = post_recv(l, i);
 		if (rc < 0) {
 			fv_err_sys(e, rc, "%s: ibv_post_recv", l->name);
-			goto out_dereg_sbuf;
+			goto out_free_slots;
 		}
 	}
 	return 0;
 
+out_free_slots:
+	free(l->slots);
+	l->slots = NULL;
 out_dereg_sbuf:
 	ibv_dereg_mr(l->smr);
 	l->smr = NULL;
@@ -784,15 +1013,19 @@ out:
  * nothing lands in memory about to be deregistered. */
 static void link_teardown(struct tp_rdma_link *l)
 {
-	struct ibv_qp_attr a = {.qp_state = IBV_QPS_ERR};
-	ibv_modify_qp(l->id->qp, &a, IBV_QP_STATE);
+	/* no QP any more when drain had to destroy it */
+	if (l->id->qp) {
+		struct ibv_qp_attr a = {.qp_state = IBV_QPS_ERR};
+		ibv_modify_qp(l->id->qp, &a, IBV_QP_STATE);
+	}
 	for (size_t i = 0; i < FV_TP_POOL_MAX_BUFS; i++) {
 		if (l->mrs[i]) {
 			ibv_dereg_mr(l->mrs[i]);
 			l->mrs[i] = NULL;
 		}
 	}
-	rdma_destroy_qp(l->id);
+	if (l->id->qp)
+		rdma_destroy_qp(l->id);
 	if (l->racks)
 		ibv_ack_cq_events(l->rcq, l->racks);
 	if (l->sacks)
@@ -801,6 +1034,7 @@ static void link_teardown(struct tp_rdma_link *l)
 	ibv_destroy_cq(l->rcq);
 	ibv_destroy_comp_channel(l->scc);
 	ibv_destroy_comp_channel(l->rcc);
+	free(l->slots);
 	ibv_dereg_mr(l->smr);
 	free(l->sbuf);
 	ibv_dereg_mr(l->rmr);
@@ -815,17 +1049,30 @@ static struct tp_rdma_link *link_new(void)
 		return NULL;
 	l->base.ops = &fv_tp_rdma_ops;
 	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (l->wake_fd < 0) {
-		free(l);
-		return NULL;
-	}
+	if (l->wake_fd < 0)
+		goto out_free;
+	l->sfree_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->sfree_fd < 0)
+		goto out_close_wake;
+	if (pthread_mutex_init(&l->smu, NULL))
+		goto out_close_sfree;
 	atomic_init(&l->down, false);
 	atomic_init(&l->shut, false);
 	return l;
+
+out_close_sfree:
+	close(l->sfree_fd);
+out_close_wake:
+	close(l->wake_fd);
+out_free:
+	free(l);
+	return NULL;
 }
 
 static void link_del(struct tp_rdma_link *l)
 {
+	pthread_mutex_destroy(&l->smu);
+	close(l->sfree_fd);
 	close(l->wake_fd);
 	free(l);
 }
@@ -855,6 +1102,13 @@ static void tp_rdma_free(struct fv_tp_link *lk)
 	if (!l)
 		return;
 	tp_rdma_shutdown(lk);
+	/* an owner that did not drain gets its bulk_dones here; after a
+	 * drain nothing is pending and none runs */
+	pthread_mutex_lock(&l->smu);
+	bool drained = l->drained;
+	pthread_mutex_unlock(&l->smu);
+	if (!drained)
+		tp_rdma_drain(lk);
 	if (l->pool)
 		fv_tp_pool_detach(l->pool, lk);
 	link_teardown(l);
@@ -1218,6 +1472,7 @@ const struct fv_tp_ops fv_tp_rdma_ops = {
 	.reg = tp_rdma_reg,
 	.bulk_key = tp_rdma_bulk_key,
 	.shutdown = tp_rdma_shutdown,
+	.drain = tp_rdma_drain,
 	.free = tp_rdma_free,
 	.peer_name = tp_rdma_peer_name,
 };

@@ -124,6 +124,25 @@ void *fv_tp_req_bulk(struct fv_tp_req *r, size_t n)
 	return r->bulk ? r->bulk->p : NULL;
 }
 
+/* The end of a request: its bulk buffer back to the pool, the request back
+ * to its connection, the connection's reference dropped. Runs when the reply
+ * is sent, or for a bulk reply when the backend is done with the buffer
+ * (RDMA: the WRITE completed), possibly on a backend thread. */
+static void req_done(void *ud, int status)
+{
+	struct fv_tp_req *r = ud;
+	struct conn *cn = r->cn;
+	struct fv_tp_server *s = cn->s;
+	(void)status;
+	fv_tp_pool_put(&s->pool, r->bulk);
+	r->bulk = NULL;
+	pthread_mutex_lock(&s->mu);
+	r->next = cn->free_reqs;
+	cn->free_reqs = r;
+	conn_unref(cn);
+	pthread_mutex_unlock(&s->mu);
+}
+
 int fv_tp_reply(struct fv_tp_req *r, const void *ctl, uint32_t len, uint32_t bulk_len)
 {
 	if (len > FV_FRAME_MAX_CTL || bulk_len > r->bulk_cap ||
@@ -136,20 +155,28 @@ int fv_tp_reply(struct fv_tp_req *r, const void *ctl, uint32_t len, uint32_t bul
 	/* the credit is free before the client can see the reply and use it */
 	cn->outstanding--;
 	pthread_mutex_unlock(&s->mu);
-	if (!dead) {
-		struct fv_frame_hdr h = {.type = FV_FT_REPLY, .id = r->id};
-		if (bulk_len) {
-			h.bulk_addr = r->bulk_addr;
-			h.bulk_rkey = r->bulk_rkey;
-		}
-		if (fv_tp_sess_send(cn->sess, &h, ctl, len, r->bulk, bulk_len) < 0)
-			cn->link->ops->shutdown(cn->link);
+	if (dead) {
+		req_done(r, -ECONNRESET);
+		return 0;
 	}
-	fv_tp_pool_put(&s->pool, r->bulk);
-	r->bulk = NULL;
+	struct fv_frame_hdr h = {.type = FV_FT_REPLY, .id = r->id};
+	if (bulk_len) {
+		h.bulk_addr = r->bulk_addr;
+		h.bulk_rkey = r->bulk_rkey;
+	}
+	/* With a bulk, req_done runs when the backend is done with the buffer,
+	 * maybe inside the send: our own reference keeps the connection (and
+	 * the lock the send holds) alive until the send has returned. */
 	pthread_mutex_lock(&s->mu);
-	r->next = cn->free_reqs;
-	cn->free_reqs = r;
+	cn->refs++;
+	pthread_mutex_unlock(&s->mu);
+	int rc = fv_tp_sess_send(cn->sess, &h, ctl, len, bulk_len ? r->bulk : NULL, bulk_len,
+				 bulk_len ? req_done : NULL, r);
+	if (rc < 0)
+		cn->link->ops->shutdown(cn->link);
+	if (!bulk_len)
+		req_done(r, rc);
+	pthread_mutex_lock(&s->mu);
 	conn_unref(cn);
 	pthread_mutex_unlock(&s->mu);
 	return 0;
@@ -187,9 +214,16 @@ static int queue_req(struct conn *cn, const struct fv_frame_hdr *h, const uint8_
 	struct fv_tp_req *r = cn->free_reqs;
 	if (r)
 		cn->free_reqs = r->next;
+	cn->outstanding++;
+	cn->refs++;
 	pthread_mutex_unlock(&s->mu);
-	if (!r && !(r = malloc(sizeof *r + FV_FRAME_MAX_CTL)))
+	if (!r && !(r = malloc(sizeof *r + FV_FRAME_MAX_CTL))) {
+		pthread_mutex_lock(&s->mu);
+		cn->outstanding--;
+		conn_unref(cn); /* not the last reference: this thread holds one */
+		pthread_mutex_unlock(&s->mu);
 		return -ENOMEM;
+	}
 	r->cn = cn;
 	r->next = NULL;
 	r->id = h->id;
@@ -199,16 +233,18 @@ static int queue_req(struct conn *cn, const struct fv_frame_hdr *h, const uint8_
 	r->bulk_rkey = h->bulk_rkey;
 	r->bulk = NULL;
 	memcpy(r->data, ctl, h->ctl_len);
+	if (s->o.inline_handler) { /* no hand-off: see fv_tp_server_opts */
+		s->o.handler(s->o.ud, r);
+		return 0;
+	}
 	pthread_mutex_lock(&s->mu);
-	cn->outstanding++;
-	cn->refs++;
 	if (s->qtail)
 		s->qtail->next = r;
 	else
 		s->qhead = r;
 	s->qtail = r;
-	pthread_cond_signal(&s->work_cv);
 	pthread_mutex_unlock(&s->mu);
+	pthread_cond_signal(&s->work_cv); /* after the unlock: the worker need not wait for it */
 	return 0;
 }
 
@@ -253,7 +289,7 @@ static void *conn_main(void *arg)
 						    : "out of memory";
 		} else if (h.type == FV_FT_PING) {
 			struct fv_frame_hdr ph = {.type = FV_FT_PONG};
-			rc = fv_tp_sess_send(ss, &ph, NULL, 0, NULL, 0);
+			rc = fv_tp_sess_send(ss, &ph, NULL, 0, NULL, 0, NULL, NULL);
 		} else if (h.type == FV_FT_CLOSE) {
 			why = NULL;
 			rc = -ECONNRESET;
@@ -274,6 +310,10 @@ static void *conn_main(void *arg)
 	}
 out:
 	cn->link->ops->shutdown(cn->link);
+	/* every bulk reply the backend still holds is given back before the
+	 * connection can go */
+	if (cn->link->ops->drain)
+		cn->link->ops->drain(cn->link);
 	pthread_mutex_lock(&s->mu);
 	cn->dead = true;
 	conn_unref(cn);

@@ -69,10 +69,13 @@ void fv_tp_sess_free(struct fv_tp_sess *s)
 }
 
 int fv_tp_sess_send(struct fv_tp_sess *s, struct fv_frame_hdr *h, const void *ctl, uint32_t ctl_len,
-		    struct fv_tp_buf *bulk, uint32_t bulk_len)
+		    struct fv_tp_buf *bulk, uint32_t bulk_len, void (*done)(void *ud, int status), void *ud)
 {
-	if (ctl_len > FV_FRAME_MAX_CTL || bulk_len > FV_FRAME_MAX_BULK || (bulk_len && !bulk))
+	if (ctl_len > FV_FRAME_MAX_CTL || bulk_len > FV_FRAME_MAX_BULK || (bulk_len && !bulk)) {
+		if (bulk_len && done)
+			done(ud, -EMSGSIZE);
 		return -EMSGSIZE;
+	}
 	h->ctl_len = ctl_len;
 	if (h->type == FV_FT_REPLY)
 		h->bulk_len = bulk_len;
@@ -91,6 +94,8 @@ int fv_tp_sess_send(struct fv_tp_sess *s, struct fv_frame_hdr *h, const void *ct
 		off += FV_FRAME_TRAILER;
 		tx.bulk = bulk;
 		tx.bulk_len = bulk_len;
+		tx.bulk_done = done;
+		tx.bulk_ud = ud;
 	}
 	tx.len = off;
 	fv_frame_next(&s->tx);
@@ -153,7 +158,7 @@ void fv_tp_sess_close_msg(struct fv_tp_sess *s, int code, const char *reason)
 	fv_put_le32(ctl, (uint32_t)-code);
 	memcpy(ctl + 4, reason, n);
 	struct fv_frame_hdr h = {.type = FV_FT_CLOSE};
-	fv_tp_sess_send(s, &h, ctl, (uint32_t)(4 + n), NULL, 0);
+	fv_tp_sess_send(s, &h, ctl, (uint32_t)(4 + n), NULL, 0, NULL, NULL);
 }
 
 /* ---- handshake --------------------------------------------------------- */
@@ -193,7 +198,7 @@ static int hs_recv(struct fv_tp_sess *s, int want, uint8_t *out, size_t len, int
 static int hs_send(struct fv_tp_sess *s, int type, const uint8_t *ctl, size_t len, struct fv_err *e)
 {
 	struct fv_frame_hdr h = {.type = (uint8_t)type};
-	int rc = fv_tp_sess_send(s, &h, ctl, (uint32_t)len, NULL, 0);
+	int rc = fv_tp_sess_send(s, &h, ctl, (uint32_t)len, NULL, 0, NULL, NULL);
 	if (rc < 0)
 		return fv_err_sys(e, rc, "%s: cannot send the handshake", s->peer);
 	return 0;

@@ -47,9 +47,10 @@ int fv_tp_sess_server(struct fv_tp_sess *s, const struct fv_tp_node_key *key, co
 /* Send a frame: header h (type, flags, id, bulk fields; ctl_len and
  * bulk_len are set here), ctl[0..ctl_len), and for a REPLY the bulk
  * bulk->p[0..bulk_len) (sealed in place: the buffer is the caller's
- * scratch). Returns 0 or the link's error. */
+ * scratch). Returns 0 or the link's error. With a bulk, done(ud, status)
+ * runs exactly once when the buffer is free again (struct fv_tp_tx). */
 int fv_tp_sess_send(struct fv_tp_sess *s, struct fv_frame_hdr *h, const void *ctl, uint32_t ctl_len,
-		    struct fv_tp_buf *bulk, uint32_t bulk_len);
+		    struct fv_tp_buf *bulk, uint32_t bulk_len, void (*done)(void *ud, int status), void *ud);
 
 /* Receive, check and open the next frame (ctl decrypted in place in
  * rx->msg; a REPLY's bulk opened in the buffer dst returns). *ctl points at

@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ struct tcp_link {
 	uint8_t *rbuf;
 	size_t start, end; /* valid bytes rbuf[start..end) */
 	size_t pending;    /* bytes of the frame last returned, released later */
+	int rcvtimeo_ms;   /* SO_RCVTIMEO now set (-1: none) */
 	char peer[80];
 };
 
@@ -74,6 +76,7 @@ static struct tcp_link *link_new(int fd)
 	}
 	t->base.ops = &fv_tp_tcp_ops;
 	t->fd = fd;
+	t->rcvtimeo_ms = -1;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	struct sockaddr_storage ss = {0};
@@ -249,14 +252,18 @@ static int tcp_send(struct fv_tp_link *lk, const struct fv_tp_tx *tx)
 	struct tcp_link *t = (struct tcp_link *)lk;
 	struct iovec iov[2] = {{(void *)tx->msg, tx->len}, {tx->bulk ? tx->bulk->p : NULL, tx->bulk_len}};
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = tx->bulk_len ? 2 : 1};
+	int rc = 0;
 	while (mh.msg_iovlen) {
-		if (atomic_load(&t->down))
-			return -ECONNRESET;
+		if (atomic_load(&t->down)) {
+			rc = -ECONNRESET;
+			break;
+		}
 		ssize_t n = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return errno == EPIPE ? -ECONNRESET : -errno;
+			rc = errno == EPIPE ? -ECONNRESET : -errno;
+			break;
 		}
 		while (mh.msg_iovlen && (size_t)n >= mh.msg_iov[0].iov_len) {
 			n -= (ssize_t)mh.msg_iov[0].iov_len;
@@ -268,12 +275,18 @@ static int tcp_send(struct fv_tp_link *lk, const struct fv_tp_tx *tx)
 			mh.msg_iov[0].iov_len -= (size_t)n;
 		}
 	}
-	return 0;
+	/* the kernel has its own copy: the buffer is free */
+	if (tx->bulk && tx->bulk_done)
+		tx->bulk_done(tx->bulk_ud, rc);
+	return rc;
 }
 
 /* Read more bytes into p[0..n) (at least 1). Returns bytes read or -errno
- * (-ECONNRESET at end of stream or after shutdown). */
-static ssize_t read_some(struct tcp_link *t, void *p, size_t n)
+ * (-ECONNRESET at end of stream or after shutdown). The socket's receive
+ * timeout (SO_RCVTIMEO, set by tcp_recv) ends a wait with -EAGAIN when
+ * may_time_out (no byte of the next frame read yet); inside a frame it only
+ * wakes us to look at the shutdown flag. */
+static ssize_t read_some(struct tcp_link *t, void *p, size_t n, bool may_time_out)
 {
 	for (;;) {
 		if (atomic_load(&t->down))
@@ -285,6 +298,11 @@ static ssize_t read_some(struct tcp_link *t, void *p, size_t n)
 		}
 		if (r == 0)
 			return -ECONNRESET;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			if (may_time_out)
+				return -EAGAIN;
+			continue;
+		}
 		if (errno != EINTR)
 			return errno == EPIPE ? -ECONNRESET : -errno;
 	}
@@ -299,7 +317,7 @@ static int fill(struct tcp_link *t, size_t need)
 		t->start = 0;
 	}
 	while (t->end - t->start < need) {
-		ssize_t r = read_some(t, t->rbuf + t->end, RBUF - t->end);
+		ssize_t r = read_some(t, t->rbuf + t->end, RBUF - t->end, t->end == t->start);
 		if (r < 0)
 			return (int)r;
 		t->end += (size_t)r;
@@ -315,16 +333,14 @@ static int tcp_recv(struct fv_tp_link *lk, struct fv_tp_rx *rx, int timeout_ms, 
 		t->start += t->pending;
 		t->pending = 0;
 	}
-	if (t->start == t->end) {
+	if (t->start == t->end)
 		t->start = t->end = 0;
-		struct pollfd pf = {.fd = t->fd, .events = POLLIN};
-		int n;
-		while ((n = poll(&pf, 1, timeout_ms)) < 0 && errno == EINTR)
-			;
-		if (atomic_load(&t->down))
-			return -ECONNRESET;
-		if (n == 0)
-			return -EAGAIN;
+	if (timeout_ms != t->rcvtimeo_ms) { /* no poll() per frame: the socket times out */
+		struct timeval tv = {.tv_sec = timeout_ms > 0 ? timeout_ms / 1000 : 0,
+				     .tv_usec = timeout_ms > 0 ? (timeout_ms % 1000) * 1000 : 0};
+		if (setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+			return -errno;
+		t->rcvtimeo_ms = timeout_ms;
 	}
 	int rc = fill(t, FV_FRAME_HDR);
 	if (rc < 0)
@@ -351,7 +367,7 @@ static int tcp_recv(struct fv_tp_link *lk, struct fv_tp_rx *rx, int timeout_ms, 
 		memcpy(d, t->rbuf + t->start + n, have);
 		size_t got = have;
 		while (got < h.bulk_len) {
-			ssize_t r = read_some(t, d + got, h.bulk_len - got);
+			ssize_t r = read_some(t, d + got, h.bulk_len - got, false);
 			if (r < 0)
 				return (int)r;
 			got += (size_t)r;

@@ -125,6 +125,9 @@ struct fv_tp_server_opts {
 	uint32_t credits;     /* requests in flight per link (0: 64) */
 	size_t pool_bytes;    /* bulk buffer memory (0: 256 MiB) */
 	int idle_ms;          /* close a link silent this long (0: 30000) */
+	bool inline_handler;  /* the handler never blocks (it answers at once, or passes the
+			       * request to a thread of its own): call it on the link's
+			       * connection thread, saving a thread hand-off per request */
 	fv_tp_handler handler;
 	void *ud;
 	struct fv_tp_logger log;

@@ -11,7 +11,7 @@
  * bytes wanted, u64 seed, then filler; op DATA is answered by a REPLY with
  * a ctl of the same length (u32 0, u32 bulk, u64 seed, u64 id, filler) and
  * the bulk, both derived from the seed; op STATS by a REPLY whose ctl
- * carries the server's counters.
+ * carries the server's counters (enum stat).
  *
  * Client checks: both rails at once, many requests with several in flight,
  * bulk of 0, 1, 4096, 1 MiB and 16 MiB, every byte and trailer verified; a
@@ -21,6 +21,16 @@
  * server keeps serving the other links; connection errors name the peer; a
  * pulled cable (port error) breaks the links of that rail only, and the rail
  * connects again when the cable is back.
+ *
+ * bulk_done (link.h): the server gives a reply's buffer back to its pool in
+ * the reply's bulk_done only, and counts: bulk replies in flight (bulk_done
+ * not yet called) at the moment send returns, at most; bulk_dones called
+ * twice, or after drain returned; links where shutdown + drain did not end
+ * with exactly one bulk_done per bulk reply. The client asks for a burst of
+ * WINDOW 1 MiB replies and requires several of them in flight on the
+ * server's link at once, and at the end requires none of those faults. On
+ * its own side it checks that a send that cannot go out (a bad frame, a
+ * link shut down) calls its bulk_done exactly once before it returns.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -46,6 +56,8 @@
 #define OP_STATS 2
 #define REQ_FIXED 16
 #define REPLY_FIXED 24
+/* bulk_done tokens of a server link; more than its send slots */
+#define TOKENS 64
 #define POOL_BYTES (256u << 20)
 #define RECV_TIMEOUT_MS 60000
 
@@ -157,15 +169,79 @@ static const char *env_or(const char *name, const char *dflt)
 
 /* ---- server ------------------------------------------------------------- */
 
+/* The server's counters, in this order in a STATS reply (u64 each after
+ * u32 0, u32 0). */
+enum stat {
+	ST_BAD,         /* links whose recv returned -EBADMSG */
+	ST_LINKS,       /* links accepted */
+	ST_SERVED,      /* requests answered */
+	ST_BULK_BYTES,  /* bulk bytes sent */
+	ST_MAX_PENDING, /* bulk replies in flight on one link when send returned, at most */
+	ST_CB_ISSUED,   /* bulk replies sent (bulk_done owed) */
+	ST_CB_CALLED,   /* bulk_done calls */
+	ST_CB_ERR,      /* ... with a status other than 0 */
+	ST_CB_FAULTS,   /* bulk_done called twice, after drain, or not before send returned an error */
+	ST_DRAIN_BAD,   /* links where drain returned with a bulk_done owed */
+	ST_ENDED,       /* links ended (and drained) */
+	ST_N
+};
+#define STATS_LEN (8 + 8 * ST_N)
+
 struct server {
 	struct fv_tp_pool pool;
-	atomic_ullong links, bad, served, bulk_bytes;
+	atomic_ullong st[ST_N];
+};
+
+struct server_conn;
+
+/* One bulk reply's bulk_done: its buffer back to the pool, once. */
+struct token {
+	struct server_conn *c;
+	struct fv_tp_buf *b;
+	atomic_int calls;
+	atomic_bool busy;
 };
 
 struct server_conn {
 	struct server *srv;
 	struct fv_tp_link *link;
+	struct token tok[TOKENS];
+	atomic_uint pending; /* bulk replies whose bulk_done has not run */
+	atomic_bool drained;
+	unsigned long long issued, max_pending, timed, send_ns_sum, send_ns_max;
 };
+
+static void st_max(atomic_ullong *a, unsigned long long v)
+{
+	unsigned long long o = atomic_load(a);
+	while (o < v && !atomic_compare_exchange_weak(a, &o, v))
+		;
+}
+
+static void reply_done(void *ud, int status)
+{
+	struct token *t = ud;
+	struct server_conn *c = t->c;
+	struct server *srv = c->srv;
+	if (atomic_fetch_add(&t->calls, 1) != 0 || atomic_load(&c->drained)) {
+		atomic_fetch_add(&srv->st[ST_CB_FAULTS], 1);
+		return;
+	}
+	atomic_fetch_add(&srv->st[ST_CB_CALLED], 1);
+	if (status)
+		atomic_fetch_add(&srv->st[ST_CB_ERR], 1);
+	fv_tp_pool_put(&srv->pool, t->b);
+	t->b = NULL;
+	atomic_fetch_sub(&c->pending, 1);
+	atomic_store(&t->busy, false);
+}
+
+static double mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
 
 /* Serve one link until it ends; every frame that is not a proper DATA or
  * STATS request ends it. */
@@ -187,7 +263,7 @@ static void *serve_link(void *arg)
 		const char *why = NULL;
 		int rc = ops->recv(l, &rx, -1, NULL, NULL);
 		if (rc == -EBADMSG) {
-			atomic_fetch_add(&srv->bad, 1);
+			atomic_fetch_add(&srv->st[ST_BAD], 1);
 			say(who, "recv: -EBADMSG after %llu requests (closing this link, serving the others)",
 			    n);
 			break;
@@ -222,13 +298,11 @@ static void *serve_link(void *arg)
 		uint8_t *rctl = out + FV_FRAME_HDR;
 		struct fv_tp_buf *b = NULL;
 		if (op == OP_STATS) {
-			rh.ctl_len = 40;
+			rh.ctl_len = STATS_LEN;
 			fv_put_le32(rctl, 0);
 			fv_put_le32(rctl + 4, 0);
-			fv_put_le64(rctl + 8, atomic_load(&srv->bad));
-			fv_put_le64(rctl + 16, atomic_load(&srv->links));
-			fv_put_le64(rctl + 24, atomic_load(&srv->served));
-			fv_put_le64(rctl + 32, atomic_load(&srv->bulk_bytes));
+			for (int k = 0; k < ST_N; k++)
+				fv_put_le64(rctl + 8 + 8 * k, atomic_load(&srv->st[k]));
 		} else {
 			rh.ctl_len = h.ctl_len < REPLY_FIXED ? REPLY_FIXED : h.ctl_len;
 			fv_put_le32(rctl, 0);
@@ -253,20 +327,74 @@ static void *serve_link(void *arg)
 		size_t len = seal_msg(&dir, &rh, out, b ? b->p : NULL);
 		fv_frame_next(&dir);
 		struct fv_tp_tx tx = {.msg = out, .len = len, .bulk = b, .bulk_len = want && b ? want : 0};
+		struct token *t = NULL;
+		if (b) {
+			/* a token is free again once its bulk_done ran */
+			t = &c->tok[c->issued % TOKENS];
+			for (int i = 0; i < 5000 && atomic_load(&t->busy); i++)
+				usleep(1000);
+			if (atomic_load(&t->busy)) {
+				say(who, "FAULT: %d bulk replies in flight and the oldest not done after 5 s",
+				    TOKENS);
+				atomic_fetch_add(&srv->st[ST_CB_FAULTS], 1);
+				fv_tp_pool_put(&srv->pool, b);
+				break;
+			}
+			t->b = b;
+			atomic_store(&t->calls, 0);
+			atomic_store(&t->busy, true);
+			atomic_fetch_add(&c->pending, 1);
+			c->issued++;
+			atomic_fetch_add(&srv->st[ST_CB_ISSUED], 1);
+			tx.bulk_done = reply_done;
+			tx.bulk_ud = t;
+		}
+		double t0 = mono_ns();
 		rc = ops->send(l, &tx);
-		if (b)
-			fv_tp_pool_put(&srv->pool, b);
+		double dt = mono_ns() - t0;
+		if (t) {
+			/* how many bulk replies are on the wire while we go on */
+			unsigned p = atomic_load(&c->pending);
+			if (p > c->max_pending)
+				c->max_pending = p;
+			st_max(&srv->st[ST_MAX_PENDING], p);
+			if (want >= (1u << 20)) {
+				c->timed++;
+				c->send_ns_sum += (unsigned long long)dt;
+				if (dt > (double)c->send_ns_max)
+					c->send_ns_max = (unsigned long long)dt;
+			}
+			if (rc < 0 && atomic_load(&t->calls) != 1) {
+				say(who, "FAULT: send failed (%s) and its bulk_done ran %d times",
+				    strerror(-rc), atomic_load(&t->calls));
+				atomic_fetch_add(&srv->st[ST_CB_FAULTS], 1);
+			}
+		}
 		if (rc < 0) {
 			say(who, "send: %s after %llu requests: link ends", strerror(-rc), n);
 			break;
 		}
 		n++;
-		atomic_fetch_add(&srv->served, 1);
-		atomic_fetch_add(&srv->bulk_bytes, want);
+		atomic_fetch_add(&srv->st[ST_SERVED], 1);
+		atomic_fetch_add(&srv->st[ST_BULK_BYTES], want);
 	}
 out:
 	ops->shutdown(l);
+	ops->drain(l);
+	/* every bulk_done ran, exactly once; none may run from here on */
+	unsigned owed = atomic_load(&c->pending);
+	atomic_store(&c->drained, true);
 	ops->free(l);
+	if (owed) {
+		say(who, "FAULT: drain returned with %u bulk_done owed", owed);
+		atomic_fetch_add(&srv->st[ST_DRAIN_BAD], 1);
+	}
+	say(who,
+	    "%llu bulk replies, %u bulk_done owed after drain; at most %llu in flight when send returned; "
+	    "send of >= 1 MiB: %.0f us average, %.0f us at most (%llu sends)",
+	    c->issued, owed, c->max_pending, c->timed ? (double)c->send_ns_sum / (double)c->timed / 1e3 : 0.0,
+	    (double)c->send_ns_max / 1e3, c->timed);
+	atomic_fetch_add(&srv->st[ST_ENDED], 1);
 	free(out);
 	free(c);
 	return NULL;
@@ -300,15 +428,18 @@ static int run_server(void)
 			say("server", "accept: %s", e.msg);
 			continue;
 		}
-		atomic_fetch_add(&srv.links, 1);
+		atomic_fetch_add(&srv.st[ST_LINKS], 1);
 		say("server", "accepted link from %s", ops->peer_name(l));
-		struct server_conn *c = malloc(sizeof *c);
+		struct server_conn *c = calloc(1, sizeof *c);
 		pthread_t t;
 		if (!c) {
 			ops->free(l);
 			continue;
 		}
-		*c = (struct server_conn){.srv = &srv, .link = l};
+		c->srv = &srv;
+		c->link = l;
+		for (unsigned i = 0; i < TOKENS; i++)
+			c->tok[i].c = c;
 		if (pthread_create(&t, NULL, serve_link, c)) {
 			free(c);
 			ops->free(l);
@@ -390,6 +521,7 @@ static void conn_close(struct conn *c)
 {
 	if (c->l) {
 		ops->shutdown(c->l);
+		ops->drain(c->l);
 		ops->free(c->l);
 		c->l = NULL;
 	}
@@ -446,7 +578,7 @@ static int send_req(struct conn *c, uint32_t op, uint32_t want, uint32_t ctl_len
 
 /* Receive and verify one reply; *stats (optional) gets a STATS reply's
  * counters. Returns 0, the recv error, or -EPROTO after a FAIL. */
-static int recv_reply(struct conn *c, int timeout_ms, uint64_t stats[4])
+static int recv_reply(struct conn *c, int timeout_ms, uint64_t stats[ST_N])
 {
 	struct fv_tp_rx rx;
 	struct fv_frame_hdr h;
@@ -474,11 +606,11 @@ static int recv_reply(struct conn *c, int timeout_ms, uint64_t stats[4])
 		goto out;
 	}
 	if (stats) {
-		if (h.ctl_len != 40) {
+		if (h.ctl_len != STATS_LEN) {
 			FAIL(c->who, "STATS reply of %u bytes", h.ctl_len);
 			goto out;
 		}
-		for (int k = 0; k < 4; k++)
+		for (int k = 0; k < ST_N; k++)
 			stats[k] = fv_get_le64(ctl + 8 + 8 * k);
 		rc = 0;
 		goto out;
@@ -556,7 +688,7 @@ static int workload(struct conn *c, unsigned n)
 	return 0;
 }
 
-static int stats_of(struct conn *c, uint64_t st[4])
+static int stats_of(struct conn *c, uint64_t st[ST_N])
 {
 	int rc = send_req(c, OP_STATS, 0, REQ_FIXED);
 	if (rc == 0)
@@ -609,6 +741,54 @@ static void *blocked_recv(void *arg)
 	return NULL;
 }
 
+struct done_count {
+	atomic_int calls;
+	int status;
+};
+
+static void count_done(void *ud, int status)
+{
+	struct done_count *d = ud;
+	d->status = status;
+	atomic_fetch_add(&d->calls, 1);
+}
+
+/* A bulk frame that cannot go out (type: REPLY on a link shut down, or a
+ * REQUEST, which may not carry a bulk): send must fail with want and have
+ * called bulk_done exactly once, with that code, before it returns. */
+static void expect_bulk_send_fails(struct conn *c, const char *who, uint8_t type, int want)
+{
+	int err = 0;
+	struct fv_tp_buf *b = fv_tp_pool_get(c->pool, 4096, &err);
+	if (!b) {
+		FAIL(who, "pool: %s", strerror(-err));
+		return;
+	}
+	struct fv_frame_hdr h = {.type = type, .id = 99, .bulk_len = 4096};
+	ops->bulk_key(c->l, b, 0, &h.bulk_addr, &h.bulk_rkey);
+	memset(b->p, 0, 4096);
+	/* the frame counter is left alone: this frame never goes out */
+	size_t len = seal_msg(&c->tx, &h, c->msg, b->p);
+	struct done_count d = {.status = 1};
+	atomic_init(&d.calls, 0);
+	struct fv_tp_tx tx = {.msg = c->msg,
+			      .len = len,
+			      .bulk = b,
+			      .bulk_len = 4096,
+			      .bulk_done = count_done,
+			      .bulk_ud = &d};
+	int rc = ops->send(c->l, &tx);
+	int calls = atomic_load(&d.calls);
+	if (rc != want || calls != 1 || d.status != want)
+		FAIL(who,
+		     "bulk %s send: returned %d with bulk_done called %d times (status %d), want %d once",
+		     type == FV_FT_REPLY ? "REPLY" : "REQUEST", rc, calls, d.status, want);
+	else
+		say(who, "OK: bulk %s send failed with %d and called its bulk_done once before returning",
+		    type == FV_FT_REPLY ? "REPLY" : "REQUEST", rc);
+	fv_tp_pool_put(c->pool, b);
+}
+
 /* shutdown from another thread while recv is blocked (with, when
  * big, a 16 MiB reply under way). */
 static void test_shutdown(const char *server, const char *from, struct fv_tp_pool *pool, bool bulk_under_way)
@@ -617,6 +797,8 @@ static void test_shutdown(const char *server, const char *from, struct fv_tp_poo
 	struct conn c;
 	if (conn_open(&c, who, server, from, pool, 10) < 0)
 		return;
+	if (!bulk_under_way)
+		expect_bulk_send_fails(&c, who, FV_FT_REQUEST, -EINVAL);
 	if (bulk_under_way && send_req(&c, OP_DATA, 16u << 20, 24) < 0)
 		FAIL(who, "send of the 16 MiB request failed");
 	struct blocked b = {.l = c.l};
@@ -653,6 +835,7 @@ static void test_shutdown(const char *server, const char *from, struct fv_tp_poo
 	int rc = ops->send(c.l, &tx);
 	if (rc != -ECONNRESET)
 		FAIL(who, "send after shutdown returned %d, want -ECONNRESET", rc);
+	expect_bulk_send_fails(&c, who, FV_FT_REPLY, -ECONNRESET);
 	rc = ops->recv(c.l, &(struct fv_tp_rx){0}, 0, NULL, NULL);
 	if (rc != -ECONNRESET)
 		FAIL(who, "recv after shutdown returned %d, want -ECONNRESET", rc);
@@ -690,6 +873,64 @@ static void test_garbage(const char *who, const char *server, const char *from, 
 	else
 		say(who, "OK: the server closed the link");
 	conn_close(&c);
+}
+
+/* A burst of WINDOW requests for 1 MiB: the server sends each reply
+ * without waiting for the WRITE of the one before, so several of its bulk
+ * replies must be in flight on its link at once. */
+static void test_inflight(struct conn *c)
+{
+	const char *who = "in-flight";
+	uint64_t st[ST_N] = {0};
+	double t0 = now_s();
+	for (unsigned i = 0; i < WINDOW; i++) {
+		int rc = send_req(c, OP_DATA, 1u << 20, REQ_FIXED);
+		if (rc < 0) {
+			FAIL(who, "send: %s", strerror(-rc));
+			return;
+		}
+	}
+	while (c->inflight) {
+		int rc = recv_reply(c, RECV_TIMEOUT_MS, NULL);
+		if (rc < 0) {
+			if (rc != -EPROTO)
+				FAIL(who, "recv: %s", strerror(-rc));
+			return;
+		}
+	}
+	double dt = now_s() - t0;
+	if (stats_of(c, st) < 0)
+		return;
+	if (st[ST_MAX_PENDING] < 2)
+		FAIL(who, "at most %" PRIu64 " bulk reply in flight on a server link, want several",
+		     st[ST_MAX_PENDING]);
+	else
+		say(who,
+		    "OK: %u x 1 MiB in %.2f s; up to %" PRIu64
+		    " bulk replies in flight on one server link when its send returned",
+		    WINDOW, dt, st[ST_MAX_PENDING]);
+}
+
+/* The server's bulk_done bookkeeping over the whole run. */
+static void check_bulk_done(struct conn *c)
+{
+	const char *who = "bulk_done";
+	uint64_t st[ST_N] = {0};
+	usleep(500000); /* the server ends and drains the links closed last */
+	if (stats_of(c, st) < 0)
+		return;
+	say(who,
+	    "server: %" PRIu64 " bulk replies, %" PRIu64 " bulk_done calls (%" PRIu64
+	    " with an error), %" PRIu64 " links ended and drained, at most %" PRIu64 " in flight",
+	    st[ST_CB_ISSUED], st[ST_CB_CALLED], st[ST_CB_ERR], st[ST_ENDED], st[ST_MAX_PENDING]);
+	if (st[ST_CB_FAULTS] || st[ST_DRAIN_BAD] || st[ST_CB_CALLED] > st[ST_CB_ISSUED] || !st[ST_ENDED])
+		FAIL(who,
+		     "%" PRIu64
+		     " bulk_done faults (twice, after drain, or missing on a failed send), %" PRIu64
+		     " links drained with a bulk_done owed",
+		     st[ST_CB_FAULTS], st[ST_DRAIN_BAD]);
+	else
+		say(who, "OK: every ended link drained with each bulk_done called exactly once");
 }
 
 /* Connection errors: the code link.h promises and a message naming the
@@ -791,7 +1032,7 @@ static int run_client(unsigned reqs)
 			      env_or("FV_CLIENT_ADDR1", "10.200.2.2")};
 	struct rail rails[2];
 	pthread_t t[2];
-	uint64_t st[4];
+	uint64_t st[ST_N] = {0};
 	double t0 = now_s();
 
 	int rc = fv_tp_pool_init(&pool, POOL_BYTES);
@@ -834,26 +1075,29 @@ static int run_client(unsigned reqs)
 	else
 		say("timeout", "OK: recv(200 ms) on an idle link: -EAGAIN after %.0f ms", dt);
 
-	/* 3. shutdown wakes a blocked recv; also with a bulk reply under way */
+	/* 3. several bulk replies in flight on one link */
+	test_inflight(&rails[0].c);
+
+	/* 4. shutdown wakes a blocked recv; also with a bulk reply under way */
 	test_shutdown(srv[0], cli[0], &pool, false);
 	test_shutdown(srv[1], cli[1], &pool, true);
 
-	/* 4. garbage: the server's recv fails with -EBADMSG on that link only */
+	/* 5. garbage: the server's recv fails with -EBADMSG on that link only */
 	uint64_t bad0 = 0;
 	if (stats_of(&rails[1].c, st) == 0)
-		bad0 = st[0];
+		bad0 = st[ST_BAD];
 	test_garbage("garbage-magic", srv[1], cli[1], &pool, true);
 	test_garbage("garbage-length", srv[0], cli[0], &pool, false);
 	usleep(200000);
 	if (stats_of(&rails[1].c, st) == 0) {
-		if (st[0] != bad0 + 2)
-			FAIL("garbage", "server counted %" PRIu64 " -EBADMSG links, want %" PRIu64, st[0],
-			     bad0 + 2);
+		if (st[ST_BAD] != bad0 + 2)
+			FAIL("garbage", "server counted %" PRIu64 " -EBADMSG links, want %" PRIu64,
+			     st[ST_BAD], bad0 + 2);
 		else
 			say("garbage",
 			    "OK: server recv returned -EBADMSG for both bad links (links accepted %" PRIu64
 			    ", requests served %" PRIu64 ")",
-			    st[1], st[2]);
+			    st[ST_LINKS], st[ST_SERVED]);
 	}
 	/* ... and the other links are still served */
 	for (int r = 0; r < 2; r++) {
@@ -865,12 +1109,15 @@ static int run_client(unsigned reqs)
 			FAIL(rails[r].c.who, "not served after the bad links");
 	}
 
-	/* 5. connection errors name the peer */
+	/* 6. connection errors name the peer */
 	test_connect_errors(srv[0], cli[0]);
 
-	/* 6. a port error breaks the links on that port only */
+	/* 7. a port error breaks the links on that port only */
 	conn_close(&rails[1].c);
 	test_port_down(srv[1], cli[1], &rails[0].c, &pool);
+
+	/* 8. every bulk_done on the server, exactly once */
+	check_bulk_done(&rails[0].c);
 
 out:
 	for (int r = 0; r < 2; r++)
