@@ -511,6 +511,38 @@ static void *timer_main(void *arg)
 	return NULL;
 }
 
+/* Stop the first `started` path threads (and the timer thread when timer),
+ * fail the queued calls with -ECANCELED, free everything. */
+static void stop_and_free(struct fv_tp_client *c, size_t started, bool timer)
+{
+	pthread_mutex_lock(&c->mu);
+	c->closing = true;
+	pthread_cond_broadcast(&c->cv);
+	for (size_t i = 0; i < c->npaths; i++)
+		if (c->paths[i].sess)
+			c->paths[i].sess->link->ops->shutdown(c->paths[i].sess->link);
+	struct fv_tp_call *q = c->qhead;
+	c->qhead = c->qtail = NULL;
+	pthread_mutex_unlock(&c->mu);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(c->paths[i].thr, NULL);
+	if (timer)
+		pthread_join(c->timer, NULL);
+	while (q) {
+		struct fv_tp_call *n = q->next;
+		finish(q, -ECANCELED);
+		q = n;
+	}
+	for (size_t i = 0; i < c->npaths; i++)
+		free(c->paths[i].slots);
+	fv_tp_pool_destroy(&c->pool);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c->paths);
+	free(c->addrs);
+	free(c);
+}
+
 int fv_tp_client_open(const struct fv_tp_client_opts *o, int wait_ms, struct fv_tp_client **out,
 		      struct fv_err *e)
 {
@@ -601,25 +633,7 @@ int fv_tp_client_open(const struct fv_tp_client_opts *o, int wait_ms, struct fv_
 		pthread_mutex_unlock(&c->mu);
 	}
 	if (rc < 0) {
-		pthread_mutex_lock(&c->mu);
-		c->closing = true;
-		pthread_cond_broadcast(&c->cv);
-		for (size_t i = 0; i < c->npaths; i++)
-			if (c->paths[i].sess)
-				c->paths[i].sess->link->ops->shutdown(c->paths[i].sess->link);
-		pthread_mutex_unlock(&c->mu);
-		for (size_t i = 0; i < started; i++)
-			pthread_join(c->paths[i].thr, NULL);
-		if (timer)
-			pthread_join(c->timer, NULL);
-		for (size_t i = 0; i < c->npaths; i++)
-			free(c->paths[i].slots);
-		fv_tp_pool_destroy(&c->pool);
-		pthread_mutex_destroy(&c->mu);
-		pthread_cond_destroy(&c->cv);
-		free(c->paths);
-		free(c->addrs);
-		free(c);
+		stop_and_free(c, started, timer);
 		return rc;
 	}
 	*out = c;
@@ -628,33 +642,8 @@ int fv_tp_client_open(const struct fv_tp_client_opts *o, int wait_ms, struct fv_
 
 void fv_tp_client_close(struct fv_tp_client *c)
 {
-	if (!c)
-		return;
-	pthread_mutex_lock(&c->mu);
-	c->closing = true;
-	pthread_cond_broadcast(&c->cv);
-	for (size_t i = 0; i < c->npaths; i++)
-		if (c->paths[i].sess)
-			c->paths[i].sess->link->ops->shutdown(c->paths[i].sess->link);
-	struct fv_tp_call *q = c->qhead;
-	c->qhead = c->qtail = NULL;
-	pthread_mutex_unlock(&c->mu);
-	for (size_t i = 0; i < c->npaths; i++)
-		pthread_join(c->paths[i].thr, NULL);
-	pthread_join(c->timer, NULL);
-	while (q) {
-		struct fv_tp_call *n = q->next;
-		finish(q, -ECANCELED);
-		q = n;
-	}
-	for (size_t i = 0; i < c->npaths; i++)
-		free(c->paths[i].slots);
-	fv_tp_pool_destroy(&c->pool);
-	pthread_mutex_destroy(&c->mu);
-	pthread_cond_destroy(&c->cv);
-	free(c->paths);
-	free(c->addrs);
-	free(c);
+	if (c)
+		stop_and_free(c, c->npaths, true);
 }
 
 struct fv_tp_buf *fv_tp_bulk_get(struct fv_tp_client *c, size_t size, int *err)
