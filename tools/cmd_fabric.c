@@ -310,10 +310,11 @@ static int ping(struct fab *f)
 		json_object_object_add(j, "path", json_object_new_string(name));
 		if (rc) {
 			worst = worst ? worst : rc;
-			json_object_object_add(j, "error", json_object_new_string("unreachable or refused"));
+			const char *what = rc == FV_EXIT_AUTH ? "key refused" : "unreachable";
+			json_object_object_add(j, "error", json_object_new_string(what));
 			json_object_array_add(arr, j);
 			if (!json)
-				printf("%-34s unreachable\n", name);
+				printf("%-34s %s\n", name, what);
 			continue;
 		}
 		int ok = 0;
@@ -452,9 +453,10 @@ static int bench_run(struct fab *f, const struct fv_tp_path *paths, size_t n, co
 	int rc = open_client(f, paths, n, &r.cl);
 	json_object_object_add(j, "paths", json_object_new_string(label));
 	if (rc) {
-		json_object_object_add(j, "error", json_object_new_string("unreachable or refused"));
+		const char *what = rc == FV_EXIT_AUTH ? "key refused" : "unreachable";
+		json_object_object_add(j, "error", json_object_new_string(what));
 		if (!f->c->json)
-			printf("%-50s unreachable\n", label);
+			printf("%-50s %s\n", label, what);
 		return rc;
 	}
 	pthread_mutex_init(&r.mu, NULL);

@@ -80,7 +80,7 @@ bad:
 const char *fv_tp_path_str(const struct fv_tp_path *p, char *buf, size_t n)
 {
 	int v6 = strchr(p->host, ':') != NULL;
-	snprintf(buf, n, "%s://%s%s%s:%d", p->kind == FV_TP_RDMA ? "rdma" : "tcp", v6 ? "[" : "", p->host,
-		 v6 ? "]" : "", p->port);
+	snprintf(buf, n, "%s://%s%s%s:%d%s%s", p->kind == FV_TP_RDMA ? "rdma" : "tcp", v6 ? "[" : "", p->host,
+		 v6 ? "]" : "", p->port, p->from[0] ? "?from=" : "", p->from);
 	return buf;
 }

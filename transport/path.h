@@ -24,7 +24,7 @@ struct fv_tp_path {
  * Returns 0 or -EINVAL with a message in e. */
 int fv_tp_path_parse(const char *s, int default_kind, struct fv_tp_path *p, struct fv_err *e);
 
-/* "tcp://10.200.1.1:7420" into buf. */
+/* "tcp://10.200.1.1:7420" (with "?from=ADDR" when bound) into buf. */
 const char *fv_tp_path_str(const struct fv_tp_path *p, char *buf, size_t n);
 
 #endif

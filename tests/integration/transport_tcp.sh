@@ -61,6 +61,12 @@ assert all(r["errors"] == 0 and r["verify_failures"] == 0 and r["requests"] > 0 
 assert all(p["requests"] > 0 for p in v[2]["per_path"]), v[2]  # both paths carried the combined run
 PY
 
+echo "--- a path bound to its local address (?from=), and one bound to an address we do not have"
+in_ns "$NS_B" "$FV_BIN" fabric ping --conf-dir "$T/b" --count 3 --interval 0 "$P0?from=10.200.1.2" >"$T/from.out"
+grep -Eq "from=10.200.1.2 +3 +3 " "$T/from.out" || fail "ping with ?from=: $(cat "$T/from.out")"
+assert_exit 11 in_ns "$NS_B" "$FV_BIN" fabric ping --conf-dir "$T/b" --count 1 --timeout 2000 "$P0?from=10.200.7.7"
+assert_stderr 'cannot bind to local address 10.200.7.7'
+
 echo "--- a port nobody listens on: exit 11, says so"
 assert_exit 11 in_ns "$NS_B" "$FV_BIN" fabric ping --conf-dir "$T/b" --count 1 --timeout 2000 tcp://10.200.1.1:7999
 assert_stderr 'connection refused'

@@ -13,7 +13,7 @@ set -euo pipefail
 
 : "${FV_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${FV_BUILD:?set FV_BUILD to the meson build directory}"
-reqs=${1:-100}
+reqs=${1:-40}
 bin=$FV_BUILD/tests/rdma_link_test
 vm=$FV_SRC/tests/rdma-vm/vm.sh
 log=$FV_BUILD/test-logs/rdma-vm-link
