@@ -6,6 +6,7 @@
 # fuzz for longer with libFuzzer.
 set -euo pipefail
 : "${FV_BUILD:?}" "${FV_SRC:?}"
-for t in tree snapshot frame; do
+# fsreq: fabvault-exportd's request decoder, on a small tree (every reply well-formed).
+for t in tree snapshot frame fsreq; do
 	"$FV_BUILD/tests/fuzz_$t" "$FV_SRC/tests/fuzz/corpus/$t"
 done

@@ -1,0 +1,941 @@
+/* export: docs/protocol.md, server side. Why it is built this way:
+ *
+ * - Every node holds an O_PATH descriptor, so that an operation on a node
+ *   needs no path: a rename anywhere in the tree cannot make the server act
+ *   on another file than the one it handed out, and nothing is resolved from
+ *   a string except one component beneath one directory descriptor.
+ * - A node is used outside the lock: node_get takes a reference (refs) under
+ *   the lock and the file system call runs without it. FORGET takes the node
+ *   out of the table at once, but its descriptor is closed by the last user,
+ *   so that a descriptor number is never reused under a running call. Open
+ *   handles work the same way.
+ * - Regular files are opened for reading through /proc/self/fd/N of their
+ *   O_PATH descriptor (the kernel reopens that very inode; no name is
+ *   looked up again). The server never opens anything else for reading but
+ *   directories (as "." beneath their own descriptor), so a FIFO or a device
+ *   in the export never blocks or wakes anything.
+ */
+#include "export.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define DEFAULT_MAX_NODES (1u << 20)
+/* attr, next_cookie and the name's length in a READDIRPLUS entry */
+#define DIRENT_FIXED (FV_FS_ATTR_SIZE + 8 + 4)
+
+struct node {
+	uint64_t id;
+	dev_t dev;
+	ino_t ino;
+	mode_t type; /* S_IFMT bits */
+	int fd;      /* O_PATH | O_NOFOLLOW */
+	uint64_t nlookup;
+	unsigned refs; /* calls using fd right now */
+	bool gone;     /* out of the table: freed by the last node_put */
+	struct node *next;
+};
+
+struct handle {
+	int fd; /* -1: slot free */
+	uint32_t gen;
+	unsigned refs;
+	bool closing; /* released while a READ still uses fd */
+	uint32_t next_free;
+};
+
+struct fv_export {
+	pthread_mutex_t mu;
+	struct node **tab; /* hash of node id, chained */
+	size_t nbuckets, nnodes, max_nodes;
+	struct node *root;
+	struct handle *h;
+	size_t max_handles, nhandles;
+	uint32_t free_head; /* slot + 1, 0: none free */
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* One component name beneath directory dirfd, nothing followed. */
+static int open_beneath(int dirfd, const char *name, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
+	};
+	for (int tries = 0;; tries++) {
+		long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof how);
+		if (fd >= 0)
+			return (int)fd;
+		/* EAGAIN: a concurrent rename raced the resolution; try again */
+		if (errno != EAGAIN || tries == 3)
+			return -errno;
+	}
+}
+
+static int stat_fd(int fd, struct stat *st)
+{
+	return fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+}
+
+static uint64_t hash_id(uint64_t id)
+{
+	return id * 0x9e3779b97f4a7c15ull;
+}
+
+/* docs/protocol.md, "Nodes"; an object that is not the root never gets the
+ * root's id 1 (nor 0, which FUSE refuses), even if its inode number is 1. */
+static uint64_t id_of(const struct fv_export *x, const struct stat *st)
+{
+	if (st->st_dev == x->root->dev && st->st_ino == x->root->ino)
+		return FV_FS_ROOT;
+	uint64_t id = fv_fs_node_of(st, x->root->dev);
+	if (id == FV_FS_ROOT || id == 0)
+		id ^= 1ull << 63;
+	return id;
+}
+
+/* ---- node table --------------------------------------------------------- */
+
+static struct node **slot_of(struct fv_export *x, uint64_t id) /* mu held */
+{
+	struct node **pp = &x->tab[hash_id(id) & (x->nbuckets - 1)];
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void grow_table(struct fv_export *x) /* mu held; on failure the chains just get longer */
+{
+	size_t nb = x->nbuckets * 2;
+	struct node **t = calloc(nb, sizeof(struct node *));
+	if (!t)
+		return;
+	for (size_t i = 0; i < x->nbuckets; i++) {
+		for (struct node *n = x->tab[i], *next; n; n = next) {
+			next = n->next;
+			struct node **b = &t[hash_id(n->id) & (nb - 1)];
+			n->next = *b;
+			*b = n;
+		}
+	}
+	free(x->tab);
+	x->tab = t;
+	x->nbuckets = nb;
+}
+
+static struct node *node_get(struct fv_export *x, uint64_t id)
+{
+	pthread_mutex_lock(&x->mu);
+	struct node *n = *slot_of(x, id);
+	if (n)
+		n->refs++;
+	pthread_mutex_unlock(&x->mu);
+	return n;
+}
+
+static void node_put(struct fv_export *x, struct node *n)
+{
+	pthread_mutex_lock(&x->mu);
+	bool last = --n->refs == 0 && n->gone;
+	pthread_mutex_unlock(&x->mu);
+	if (last) {
+		close(n->fd);
+		free(n);
+	}
+}
+
+/* The node's current attributes; -ESTALE once its file is removed (the
+ * client then looks the name up again and finds what replaced it). */
+static int node_stat(const struct node *n, struct stat *st)
+{
+	int rc = stat_fd(n->fd, st);
+	if (rc < 0)
+		return rc;
+	if (st->st_dev != n->dev || st->st_ino != n->ino || st->st_nlink == 0)
+		return -ESTALE;
+	return 0;
+}
+
+/* Count one lookup of the object fd (an O_PATH descriptor, which this call
+ * takes over) with attributes st; its id into *id. */
+static int node_register(struct fv_export *x, int fd, const struct stat *st, uint64_t *id)
+{
+	uint64_t nid = id_of(x, st);
+	struct node *fresh = calloc(1, sizeof *fresh);
+	int rc = 0, to_close = fd;
+	pthread_mutex_lock(&x->mu);
+	struct node **pp = slot_of(x, nid), *n = *pp;
+	if (n) {
+		if (n->dev != st->st_dev || n->ino != st->st_ino) {
+			rc = -EIO; /* two objects mapped to one id (st_dev beyond 24 bits) */
+		} else {
+			n->nlookup++;
+			/* Keep the fresher descriptor: the old one may name a
+			 * removed file whose inode number was reused. */
+			if (n->refs == 0 && n != x->root) {
+				to_close = n->fd;
+				n->fd = fd;
+			}
+		}
+	} else if (!fresh) {
+		rc = -ENOMEM;
+	} else if (x->nnodes >= x->max_nodes) {
+		rc = -ENFILE;
+	} else {
+		*fresh = (struct node){.id = nid,
+				       .dev = st->st_dev,
+				       .ino = st->st_ino,
+				       .type = st->st_mode & S_IFMT,
+				       .fd = fd,
+				       .nlookup = 1};
+		*pp = fresh;
+		fresh = NULL;
+		to_close = -1;
+		if (++x->nnodes > x->nbuckets)
+			grow_table(x);
+	}
+	pthread_mutex_unlock(&x->mu);
+	free(fresh);
+	if (to_close >= 0)
+		close(to_close);
+	if (rc == 0)
+		*id = nid;
+	return rc;
+}
+
+/* ---- handles ------------------------------------------------------------ */
+
+static uint64_t handle_of(const struct fv_export *x, uint32_t slot)
+{
+	return (uint64_t)x->h[slot].gen << 32 | (slot + 1);
+}
+
+/* The slot of handle hv in use, with a reference; NULL when unknown. */
+static struct handle *handle_get(struct fv_export *x, uint64_t hv)
+{
+	uint64_t slot = (hv & 0xffffffffu) - 1;
+	struct handle *h = NULL;
+	pthread_mutex_lock(&x->mu);
+	if (slot < x->max_handles && x->h[slot].fd >= 0 && !x->h[slot].closing &&
+	    x->h[slot].gen == (uint32_t)(hv >> 32)) {
+		h = &x->h[slot];
+		h->refs++;
+	}
+	pthread_mutex_unlock(&x->mu);
+	return h;
+}
+
+static void handle_free(struct fv_export *x, struct handle *h) /* mu held */
+{
+	uint32_t slot = (uint32_t)(h - x->h);
+	h->fd = -1;
+	h->closing = false;
+	h->gen++;
+	h->next_free = x->free_head;
+	x->free_head = slot + 1;
+	x->nhandles--;
+}
+
+static void handle_put(struct fv_export *x, struct handle *h)
+{
+	int fd = -1;
+	pthread_mutex_lock(&x->mu);
+	if (--h->refs == 0 && h->closing) {
+		fd = h->fd;
+		handle_free(x, h);
+	}
+	pthread_mutex_unlock(&x->mu);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+int fv_export_open(const struct fv_export_opts *o, struct fv_export **out, struct fv_err *e)
+{
+	int rc;
+	struct stat st;
+	struct fv_export *x = calloc(1, sizeof *x);
+	if (!x)
+		return fv_err_set(e, -ENOMEM, "out of memory");
+	pthread_mutex_init(&x->mu, NULL);
+	x->max_handles = o->max_handles ? o->max_handles : FV_FS_MAX_HANDLES;
+	x->max_nodes = o->max_nodes ? o->max_nodes : DEFAULT_MAX_NODES;
+	x->nbuckets = 1024;
+	x->tab = calloc(x->nbuckets, sizeof(struct node *));
+	x->h = calloc(x->max_handles, sizeof *x->h);
+	x->root = calloc(1, sizeof *x->root);
+	if (!x->tab || !x->h || !x->root || x->max_handles > UINT32_MAX - 1) {
+		rc = fv_err_set(e, -ENOMEM, "out of memory");
+		goto out_free;
+	}
+	for (size_t i = 0; i < x->max_handles; i++) {
+		x->h[i].fd = -1;
+		x->h[i].next_free = i + 1 < x->max_handles ? (uint32_t)(i + 2) : 0;
+	}
+	x->free_head = 1;
+	/* The root path is the administrator's: symbolic links in it are fine. */
+	int fd = open(o->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		if (rc == -ENOTDIR)
+			fv_err_set(e, rc, "export %s is not a directory", o->root);
+		else
+			fv_err_sys(e, rc, "cannot open export %s", o->root);
+		goto out_free;
+	}
+	/* An O_PATH open needs search permission on the path only: check that
+	 * the directory can be listed, now rather than at the first READDIR. */
+	int dfd = open_beneath(fd, ".", O_RDONLY | O_DIRECTORY);
+	if (dfd < 0 || fstat(fd, &st) < 0) {
+		rc = dfd < 0 ? dfd : -errno;
+		fv_err_sys(e, rc, "cannot read export %s", o->root);
+		close(fd);
+		if (dfd >= 0)
+			close(dfd);
+		goto out_free;
+	}
+	close(dfd);
+	*x->root = (struct node){.id = FV_FS_ROOT,
+				 .dev = st.st_dev,
+				 .ino = st.st_ino,
+				 .type = S_IFDIR,
+				 .fd = fd,
+				 .nlookup = 1};
+	*slot_of(x, FV_FS_ROOT) = x->root;
+	x->nnodes = 1;
+	*out = x;
+	return 0;
+
+out_free:
+	free(x->root);
+	free(x->h);
+	free(x->tab);
+	pthread_mutex_destroy(&x->mu);
+	free(x);
+	return rc;
+}
+
+void fv_export_close(struct fv_export *x)
+{
+	if (!x)
+		return;
+	for (size_t i = 0; i < x->nbuckets; i++) {
+		for (struct node *n = x->tab[i], *next; n; n = next) {
+			next = n->next;
+			close(n->fd);
+			free(n);
+		}
+	}
+	for (size_t i = 0; i < x->max_handles; i++)
+		if (x->h[i].fd >= 0)
+			close(x->h[i].fd);
+	free(x->h);
+	free(x->tab);
+	pthread_mutex_destroy(&x->mu);
+	free(x);
+}
+
+size_t fv_export_nodes(struct fv_export *x)
+{
+	pthread_mutex_lock(&x->mu);
+	size_t n = x->nnodes;
+	pthread_mutex_unlock(&x->mu);
+	return n;
+}
+
+size_t fv_export_handles(struct fv_export *x)
+{
+	pthread_mutex_lock(&x->mu);
+	size_t n = x->nhandles;
+	pthread_mutex_unlock(&x->mu);
+	return n;
+}
+
+/* ---- operations --------------------------------------------------------- */
+
+/* Look name (NUL-terminated, checked) up beneath directory descriptor dirfd
+ * and register it. */
+static int lookup_at(struct fv_export *x, int dirfd, const char *name, struct fv_fs_attr *a)
+{
+	struct stat st;
+	uint64_t id;
+	int fd = open_beneath(dirfd, name, O_PATH | O_NOFOLLOW);
+	if (fd < 0)
+		return fd;
+	int rc = stat_fd(fd, &st);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	rc = node_register(x, fd, &st, &id);
+	if (rc == 0)
+		fv_fs_attr_from_stat(a, &st, id);
+	return rc;
+}
+
+int fv_export_lookup(struct fv_export *x, uint64_t parent, const char *name, size_t len, struct fv_fs_attr *a)
+{
+	char nm[FV_FS_NAME_MAX + 1];
+	if (!fv_fs_name_ok(name, len))
+		return -EINVAL;
+	memcpy(nm, name, len);
+	nm[len] = 0;
+	struct node *p = node_get(x, parent);
+	if (!p)
+		return -ESTALE;
+	int rc = S_ISDIR(p->type) ? lookup_at(x, p->fd, nm, a) : -ENOTDIR;
+	node_put(x, p);
+	return rc;
+}
+
+int fv_export_getattr(struct fv_export *x, uint64_t node, struct fv_fs_attr *a)
+{
+	struct stat st;
+	struct node *n = node_get(x, node);
+	if (!n)
+		return -ESTALE;
+	int rc = node_stat(n, &st);
+	if (rc == 0)
+		fv_fs_attr_from_stat(a, &st, n->id);
+	node_put(x, n);
+	return rc;
+}
+
+struct linux_dirent64 {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
+
+/* Append the entries of the open directory dfd (positioned at the cookie)
+ * to out; *count and *eof as in the reply. */
+static int list_dir(struct fv_export *x, int dfd, uint32_t max_bytes, struct fv_buf *out, uint32_t *count,
+		    bool *eof)
+{
+	_Alignas(8) char dbuf[32768];
+	size_t used = 0;
+	for (;;) {
+		long nread = syscall(SYS_getdents64, dfd, dbuf, sizeof dbuf);
+		if (nread < 0)
+			return *count ? 0 : -errno; /* what we have; the next call fails */
+		if (nread == 0) {
+			*eof = true;
+			return 0;
+		}
+		for (long pos = 0; pos < nread;) {
+			const struct linux_dirent64 *d = (const void *)(dbuf + pos);
+			pos += d->d_reclen;
+			const char *nm = d->d_name;
+			if (!strcmp(nm, ".") || !strcmp(nm, ".."))
+				continue;
+			size_t need = DIRENT_FIXED + strlen(nm);
+			if (*count == FV_FS_MAX_DIRENTS || used + need > max_bytes)
+				return *count ? 0 : -EINVAL;
+			struct fv_fs_attr a;
+			int rc = lookup_at(x, dfd, nm, &a);
+			if (rc == -ENOENT)
+				continue; /* removed since getdents: not listed */
+			if (rc < 0)
+				return *count ? 0 : rc;
+			fv_fs_attr_put(out, &a);
+			fv_buf_u64(out, (uint64_t)d->d_off);
+			fv_buf_str(out, nm, strlen(nm));
+			used += need;
+			++*count;
+		}
+	}
+}
+
+int fv_export_readdirplus(struct fv_export *x, uint64_t dir, uint64_t cookie, uint32_t max_bytes,
+			  struct fv_buf *out)
+{
+	struct node *n = node_get(x, dir);
+	if (!n)
+		return -ESTALE;
+	int rc = -ENOTDIR, dfd = -1;
+	size_t head = out->len;
+	uint32_t count = 0;
+	bool eof = false;
+	if (!S_ISDIR(n->type))
+		goto out;
+	/* A fresh descriptor per batch: the cookie is the whole position, and
+	 * nothing is kept between calls. */
+	if ((dfd = rc = open_beneath(n->fd, ".", O_RDONLY | O_DIRECTORY)) < 0)
+		goto out;
+	if (cookie > INT64_MAX || lseek(dfd, (off_t)cookie, SEEK_SET) < 0) {
+		rc = -EINVAL;
+		goto out;
+	}
+	fv_buf_u8(out, 0);
+	fv_buf_u32(out, 0);
+	rc = list_dir(x, dfd, max_bytes, out, &count, &eof);
+	if (rc == 0 && !fv_buf_ok(out))
+		rc = -ENOMEM;
+	if (rc == 0) {
+		out->data[head] = eof;
+		fv_put_le32(out->data + head + 1, count);
+	}
+out:
+	if (rc < 0 && fv_buf_ok(out))
+		out->len = head;
+	if (dfd >= 0)
+		close(dfd);
+	node_put(x, n);
+	return rc;
+}
+
+static int reopen(const struct node *n, int flags)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/fd/%d", n->fd);
+	int fd = open(path, flags | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int fv_export_open_node(struct fv_export *x, uint64_t node, uint32_t flags, uint64_t *handle,
+			struct fv_fs_attr *a)
+{
+	struct stat st;
+	int fd = -1, rc;
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT)))
+		return -EROFS;
+	struct node *n = node_get(x, node);
+	if (!n)
+		return -ESTALE;
+	rc = S_ISDIR(n->type) ? -EISDIR : S_ISLNK(n->type) ? -ELOOP : !S_ISREG(n->type) ? -ENXIO : 0;
+	if (rc < 0)
+		goto out;
+	/* O_NOATIME needs the file's owner or CAP_FOWNER: a backup read should
+	 * leave atime alone where it may. */
+	fd = reopen(n, O_RDONLY | O_NOATIME);
+	if (fd == -EPERM)
+		fd = reopen(n, O_RDONLY);
+	if (fd < 0) {
+		rc = fd;
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (st.st_dev != n->dev || st.st_ino != n->ino || st.st_nlink == 0 || !S_ISREG(st.st_mode)) {
+		rc = -ESTALE;
+		goto out;
+	}
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	pthread_mutex_lock(&x->mu);
+	if (x->free_head) {
+		uint32_t slot = x->free_head - 1;
+		x->free_head = x->h[slot].next_free;
+		x->h[slot].fd = fd;
+		x->h[slot].refs = 0;
+		x->nhandles++;
+		*handle = handle_of(x, slot);
+		fd = -1;
+	} else {
+		rc = -EMFILE;
+	}
+	pthread_mutex_unlock(&x->mu);
+	if (rc == 0)
+		fv_fs_attr_from_stat(a, &st, n->id);
+out:
+	if (fd >= 0)
+		close(fd);
+	node_put(x, n);
+	return rc;
+}
+
+int fv_export_read(struct fv_export *x, uint64_t handle, uint64_t offset, uint32_t size, void *buf,
+		   uint32_t *got)
+{
+	if (offset > INT64_MAX)
+		return -EINVAL;
+	struct handle *h = handle_get(x, handle);
+	if (!h)
+		return -EBADF;
+	int rc = 0;
+	uint32_t done = 0;
+	while (done < size) {
+		ssize_t r = pread(h->fd, (char *)buf + done, size - done, (off_t)(offset + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		done += (uint32_t)r;
+	}
+	handle_put(x, h);
+	*got = done;
+	return rc;
+}
+
+int fv_export_release(struct fv_export *x, uint64_t handle)
+{
+	struct handle *h = handle_get(x, handle);
+	if (!h)
+		return -EBADF;
+	pthread_mutex_lock(&x->mu);
+	h->closing = true; /* no new user; the last one (maybe us) closes */
+	pthread_mutex_unlock(&x->mu);
+	handle_put(x, h);
+	return 0;
+}
+
+int fv_export_forget(struct fv_export *x, uint64_t node, uint64_t nlookup)
+{
+	struct node *drop = NULL;
+	pthread_mutex_lock(&x->mu);
+	struct node **pp = slot_of(x, node), *n = *pp;
+	if (n && n != x->root) {
+		n->nlookup -= nlookup < n->nlookup ? nlookup : n->nlookup;
+		if (n->nlookup == 0) {
+			*pp = n->next;
+			x->nnodes--;
+			n->gone = true;
+			if (n->refs == 0)
+				drop = n;
+		}
+	}
+	pthread_mutex_unlock(&x->mu);
+	if (drop) {
+		close(drop->fd);
+		free(drop);
+	}
+	return 0;
+}
+
+int fv_export_readlink(struct fv_export *x, uint64_t node, char *buf, size_t cap, size_t *len)
+{
+	struct node *n = node_get(x, node);
+	if (!n)
+		return -ESTALE;
+	int rc = -EINVAL;
+	if (S_ISLNK(n->type)) {
+		ssize_t r = readlinkat(n->fd, "", buf, cap);
+		rc = r < 0 ? -errno : (size_t)r >= cap ? -ENAMETOOLONG : 0;
+		if (rc == 0)
+			*len = (size_t)r;
+	}
+	node_put(x, n);
+	return rc;
+}
+
+int fv_export_statfs(struct fv_export *x, uint64_t node, struct fv_export_statfs *st)
+{
+	struct statfs sf;
+	struct node *n = node_get(x, node);
+	if (!n)
+		return -ESTALE;
+	int rc = fstatfs(n->fd, &sf) < 0 ? -errno : 0;
+	node_put(x, n);
+	if (rc < 0)
+		return rc;
+	*st = (struct fv_export_statfs){.blocks = sf.f_blocks,
+					.bfree = sf.f_bfree,
+					.bavail = sf.f_bavail,
+					.files = sf.f_files,
+					.ffree = sf.f_ffree,
+					.bsize = (uint32_t)sf.f_bsize,
+					.namemax = (uint32_t)sf.f_namelen,
+					.frsize = (uint32_t)sf.f_frsize};
+	return 0;
+}
+
+/* getxattr and listxattr need a path or a real descriptor: the O_PATH one
+ * goes through /proc/self/fd (the inode itself, no name looked up). For a
+ * link that would be the link's target on some kernels, so links have none. */
+static int xattr_call(struct fv_export *x, uint64_t node, const char *name, void *buf, uint32_t size,
+		      uint32_t *len)
+{
+	char path[64];
+	struct node *n = node_get(x, node);
+	if (!n)
+		return -ESTALE;
+	int rc = -EOPNOTSUPP;
+	if (!S_ISLNK(n->type)) {
+		snprintf(path, sizeof path, "/proc/self/fd/%d", n->fd);
+		ssize_t r = name ? getxattr(path, name, size ? buf : NULL, size)
+				 : listxattr(path, size ? buf : NULL, size);
+		rc = r < 0 ? -errno : 0;
+		if (rc == 0)
+			*len = (uint32_t)r;
+	}
+	node_put(x, n);
+	return rc;
+}
+
+int fv_export_getxattr(struct fv_export *x, uint64_t node, const char *name, void *buf, uint32_t size,
+		       uint32_t *len)
+{
+	return xattr_call(x, node, name, buf, size, len);
+}
+
+int fv_export_listxattr(struct fv_export *x, uint64_t node, void *buf, uint32_t size, uint32_t *len)
+{
+	return xattr_call(x, node, NULL, buf, size, len);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+/* True when the request decoded exactly: no short field, nothing left. */
+static bool decoded(const struct fv_rd *r)
+{
+	return fv_rd_ok(r) && fv_rd_left(r) == 0;
+}
+
+/* A str field without copying: *p points into the request. */
+static const char *rd_name(struct fv_rd *r, uint32_t *len)
+{
+	*len = fv_rd_u32(r);
+	return (const char *)fv_rd_get(r, *len);
+}
+
+static int req_lookup(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
+{
+	struct fv_fs_attr a;
+	uint32_t len;
+	uint64_t parent = fv_rd_u64(r);
+	const char *name = rd_name(r, &len);
+	if (!decoded(r))
+		return -EPROTO;
+	int rc = fv_export_lookup(x, parent, name, len, &a);
+	if (rc == 0)
+		fv_fs_attr_put(rep, &a);
+	return rc;
+}
+
+static int req_node_attr(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
+{
+	struct fv_fs_attr a;
+	uint64_t node = fv_rd_u64(r);
+	if (!decoded(r))
+		return -EPROTO;
+	int rc = fv_export_getattr(x, node, &a);
+	if (rc == 0)
+		fv_fs_attr_put(rep, &a);
+	return rc;
+}
+
+static int req_readdirplus(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
+{
+	uint64_t dir = fv_rd_u64(r), cookie = fv_rd_u64(r);
+	uint32_t max = fv_rd_u32(r);
+	if (!decoded(r) || max > FV_FS_MAX_DIRBYTES)
+		return -EPROTO;
+	return fv_export_readdirplus(x, dir, cookie, max, rep);
+}
+
+static int req_open(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
+{
+	struct fv_fs_attr a;
+	uint64_t handle = 0;
+	uint64_t node = fv_rd_u64(r);
+	uint32_t flags = fv_rd_u32(r);
+	if (!decoded(r))
+		return -EPROTO;
+	int rc = fv_export_open_node(x, node, flags, &handle, &a);
+	if (rc == 0) {
+		fv_buf_u64(rep, handle);
+		fv_fs_attr_put(rep, &a);
+	}
+	return rc;
+}
+
+static int req_read(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep, struct fv_export_bulk *bulk)
+{
+	uint64_t handle = fv_rd_u64(r), off = fv_rd_u64(r);
+	uint32_t size = fv_rd_u32(r), got = 0;
+	void *buf = NULL;
+	if (!decoded(r) || size > FV_FS_MAX_READ || size > bulk->cap)
+		return -EPROTO;
+	if (size && !(buf = bulk->get(bulk->ud, size)))
+		return -ENOMEM;
+	int rc = fv_export_read(x, handle, off, size, buf, &got);
+	if (rc == 0) {
+		fv_buf_u32(rep, got);
+		bulk->len = got;
+	}
+	return rc;
+}
+
+static int req_release(struct fv_export *x, struct fv_rd *r)
+{
+	uint64_t handle = fv_rd_u64(r);
+	return decoded(r) ? fv_export_release(x, handle) : -EPROTO;
+}
+
+static int req_forget(struct fv_export *x, struct fv_rd *r)
+{
+	uint32_t count = fv_rd_u32(r);
+	/* check the whole request before forgetting anything */
+	if (!fv_rd_ok(r) || count > FV_FS_MAX_FORGET || fv_rd_left(r) != (size_t)count * 16)
+		return -EPROTO;
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t node = fv_rd_u64(r);
+		fv_export_forget(x, node, fv_rd_u64(r));
+	}
+	return 0;
+}
+
+static int req_readlink(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
+{
+	char target[FV_FS_MAX_LINK];
+	size_t len;
+	uint64_t node = fv_rd_u64(r);
+	if (!decoded(r))
+		return -EPROTO;
+	int rc = fv_export_readlink(x, node, target, sizeof target, &len);
+	if (rc == 0)
+		fv_buf_str(rep, target, len);
+	return rc;
+}
+
+static int req_statfs(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
+{
+	struct fv_export_statfs st;
+	uint64_t node = fv_rd_u64(r);
+	if (!decoded(r))
+		return -EPROTO;
+	int rc = fv_export_statfs(x, node, &st);
+	if (rc == 0) {
+		fv_buf_u64(rep, st.blocks);
+		fv_buf_u64(rep, st.bfree);
+		fv_buf_u64(rep, st.bavail);
+		fv_buf_u64(rep, st.files);
+		fv_buf_u64(rep, st.ffree);
+		fv_buf_u32(rep, st.bsize);
+		fv_buf_u32(rep, st.namemax);
+		fv_buf_u32(rep, st.frsize);
+	}
+	return rc;
+}
+
+/* GETXATTR (name != NULL) and LISTXATTR: the value goes straight into the
+ * reply. */
+static int xattr_reply(struct fv_export *x, uint64_t node, const char *name, uint32_t size,
+		       struct fv_buf *rep)
+{
+	uint32_t len = 0, cap = size < FV_EXPORT_MAX_XATTR_REPLY ? size : FV_EXPORT_MAX_XATTR_REPLY;
+	size_t at = rep->len;
+	fv_buf_u32(rep, 0);
+	uint8_t *v = cap ? fv_buf_grow(rep, cap) : NULL;
+	if (!fv_buf_ok(rep))
+		return -ENOMEM;
+	int rc = xattr_call(x, node, name, v, cap, &len);
+	if (rc == -ERANGE && cap < size)
+		rc = -E2BIG; /* fits the client's buffer, not a reply */
+	rep->len = at;
+	if (rc == 0) {
+		fv_buf_u32(rep, len);
+		rep->len += cap ? len : 0; /* the value is already in place */
+	}
+	return rc;
+}
+
+static int req_getxattr(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
+{
+	char nm[FV_FS_NAME_MAX + 1];
+	uint32_t len;
+	uint64_t node = fv_rd_u64(r);
+	const char *name = rd_name(r, &len);
+	uint32_t size = fv_rd_u32(r);
+	if (!decoded(r) || size > FV_FS_MAX_XATTR)
+		return -EPROTO;
+	if (len == 0 || memchr(name, 0, len))
+		return -EINVAL;
+	if (len > FV_FS_NAME_MAX)
+		return -ERANGE; /* what getxattr(2) says of a name that long */
+	memcpy(nm, name, len);
+	nm[len] = 0;
+	return xattr_reply(x, node, nm, size, rep);
+}
+
+static int req_listxattr(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
+{
+	uint64_t node = fv_rd_u64(r);
+	uint32_t size = fv_rd_u32(r);
+	if (!decoded(r) || size > FV_FS_MAX_XATTR)
+		return -EPROTO;
+	return xattr_reply(x, node, NULL, size, rep);
+}
+
+int fv_export_request(struct fv_export *x, const void *req, size_t len, struct fv_buf *reply,
+		      struct fv_export_bulk *bulk)
+{
+	struct fv_rd r;
+	uint8_t op;
+	size_t at = reply->len;
+	fv_rd_init(&r, req, len);
+	bulk->len = 0;
+	fv_buf_u32(reply, 0);
+	int rc = fv_fs_req_head(&r, &op);
+	if (rc == 0 && op >= FV_FS_WRITE_OPS_FIRST && op <= FV_FS_WRITE_OPS_LAST)
+		rc = -EROFS;
+	else if (rc == 0) {
+		switch (op) {
+		case FV_FS_LOOKUP:
+			rc = req_lookup(x, &r, reply);
+			break;
+		case FV_FS_GETATTR:
+			rc = req_node_attr(x, &r, reply);
+			break;
+		case FV_FS_READDIRPLUS:
+			rc = req_readdirplus(x, &r, reply);
+			break;
+		case FV_FS_OPEN:
+			rc = req_open(x, &r, reply);
+			break;
+		case FV_FS_READ:
+			rc = req_read(x, &r, reply, bulk);
+			break;
+		case FV_FS_RELEASE:
+			rc = req_release(x, &r);
+			break;
+		case FV_FS_FORGET:
+			rc = req_forget(x, &r);
+			break;
+		case FV_FS_READLINK:
+			rc = req_readlink(x, &r, reply);
+			break;
+		case FV_FS_STATFS:
+			rc = req_statfs(x, &r, reply);
+			break;
+		case FV_FS_GETXATTR:
+			rc = req_getxattr(x, &r, reply);
+			break;
+		case FV_FS_LISTXATTR:
+			rc = req_listxattr(x, &r, reply);
+			break;
+		default:
+			rc = -ENOSYS;
+			break;
+		}
+	}
+	if (!fv_buf_ok(reply))
+		return -ENOMEM;
+	if (rc < 0) {
+		reply->len = at + 4;
+		bulk->len = 0;
+	}
+	fv_put_le32(reply->data + at, (uint32_t)rc);
+	return rc;
+}
