@@ -368,6 +368,7 @@ struct slot {
 	struct fv_tp_call call;
 	struct run *run;
 	struct fv_tp_buf *buf;
+	uint8_t *want; /* --verify: the expected bytes */
 	uint8_t req[16];
 	uint8_t rep[64];
 	uint64_t seed;
@@ -418,19 +419,10 @@ static void bench_done(struct fv_tp_call *call)
 	if (call->status || call->bulk_len != r->f->size) {
 		atomic_fetch_add(&r->errors, 1);
 	} else {
-		if (r->f->verify) {
-			static __thread uint8_t *want;
-			static __thread size_t wantn;
-			if (wantn < r->f->size) {
-				free(want);
-				want = malloc(r->f->size);
-				wantn = want ? r->f->size : 0;
-			}
-			if (want) {
-				fv_fab_pattern(s->seed, want, r->f->size);
-				if (memcmp(want, s->buf->p, r->f->size) != 0)
-					atomic_fetch_add(&r->bad, 1);
-			}
+		if (s->want) {
+			fv_fab_pattern(s->seed, s->want, r->f->size);
+			if (memcmp(s->want, s->buf->p, r->f->size) != 0)
+				atomic_fetch_add(&r->bad, 1);
 		}
 		atomic_fetch_add(&r->bytes, call->bulk_len);
 		atomic_fetch_add(&r->done, 1);
@@ -466,7 +458,8 @@ static int bench_run(struct fab *f, const struct fv_tp_path *paths, size_t n, co
 	for (int i = 0; slots && i < f->inflight; i++, made++) {
 		int err;
 		slots[i].run = &r;
-		if (!(slots[i].buf = fv_tp_bulk_get(r.cl, f->size, &err)))
+		if (!(slots[i].buf = fv_tp_bulk_get(r.cl, f->size, &err)) ||
+		    (f->verify && !(slots[i].want = malloc(f->size))))
 			break;
 	}
 	if (!slots || made < f->inflight) {
@@ -514,8 +507,11 @@ static int bench_run(struct fab *f, const struct fv_tp_path *paths, size_t n, co
 	if (errors || bad)
 		st = FV_EXIT_ERROR;
 out:
-	for (int i = 0; slots && i < made; i++)
-		fv_tp_bulk_put(r.cl, slots[i].buf);
+	for (int i = 0; slots && i < f->inflight; i++) {
+		if (slots[i].buf)
+			fv_tp_bulk_put(r.cl, slots[i].buf);
+		free(slots[i].want);
+	}
 	free(slots);
 	fv_tp_client_close(r.cl);
 	pthread_mutex_destroy(&r.mu);
