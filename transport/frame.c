@@ -96,6 +96,16 @@ int fv_frame_parse(const uint8_t *msg, size_t len, struct fv_frame_hdr *h, const
 	return 0;
 }
 
+void fv_frame_dir_init(struct fv_frame_dir *d, int mode, int cipher, const uint8_t key[32])
+{
+	d->mode = mode;
+	d->cipher = cipher;
+	memcpy(d->key, key, 32);
+	d->counter = 0;
+	if (mode == FV_MODE_ENCRYPT && cipher == FV_CIPHER_AESGCM)
+		crypto_aead_aes256gcm_beforenm(&d->aes, key);
+}
+
 static void nonce_of(const struct fv_frame_dir *d, unsigned seg, uint8_t n[12])
 {
 	fv_put_le32(n, seg);
@@ -119,8 +129,8 @@ void fv_frame_seal(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr
 	uint8_t nonce[12];
 	nonce_of(d, seg, nonce);
 	if (d->cipher == FV_CIPHER_AESGCM)
-		crypto_aead_aes256gcm_encrypt_detached(p, trailer, NULL, p, n, hdr, FV_FRAME_HDR, NULL, nonce,
-						       d->key);
+		crypto_aead_aes256gcm_encrypt_detached_afternm(p, trailer, NULL, p, n, hdr, FV_FRAME_HDR,
+							       NULL, nonce, &d->aes);
 	else
 		crypto_aead_chacha20poly1305_ietf_encrypt_detached(p, trailer, NULL, p, n, hdr, FV_FRAME_HDR,
 								   NULL, nonce, d->key);
@@ -138,8 +148,8 @@ int fv_frame_open(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[
 	nonce_of(d, seg, nonce);
 	int rc;
 	if (d->cipher == FV_CIPHER_AESGCM)
-		rc = crypto_aead_aes256gcm_decrypt_detached(p, NULL, p, n, trailer, hdr, FV_FRAME_HDR, nonce,
-							    d->key);
+		rc = crypto_aead_aes256gcm_decrypt_detached_afternm(p, NULL, p, n, trailer, hdr, FV_FRAME_HDR,
+								    nonce, &d->aes);
 	else
 		rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(p, NULL, p, n, trailer, hdr,
 									FV_FRAME_HDR, nonce, d->key);

@@ -5,6 +5,7 @@
 #ifndef FV_FRAME_H
 #define FV_FRAME_H
 
+#include <sodium.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -66,7 +67,13 @@ struct fv_frame_dir {
 	int cipher;       /* enum fv_frame_cipher (encrypt mode) */
 	uint8_t key[32];  /* direction key (encrypt mode) */
 	uint64_t counter; /* next frame counter */
+	/* AES-256-GCM: the expanded key, made once by fv_frame_dir_init rather
+	 * than for every segment */
+	crypto_aead_aes256gcm_state aes;
 };
+
+/* Set d up for mode and cipher with key (and counter 0). */
+void fv_frame_dir_init(struct fv_frame_dir *d, int mode, int cipher, const uint8_t key[32]);
 
 /* Protect segment seg (0 ctl, 1 bulk) of the frame whose encoded header is
  * hdr: integrity mode writes the checksum to trailer; encrypt mode encrypts

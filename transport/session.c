@@ -260,11 +260,8 @@ static int dh(uint8_t out[32], const uint8_t sk[32], const uint8_t pk[32])
 
 static void set_dirs(struct fv_tp_sess *s, int mode, int cipher, const uint8_t *txk, const uint8_t *rxk)
 {
-	s->tx.mode = s->rx.mode = mode;
-	s->tx.cipher = s->rx.cipher = cipher;
-	memcpy(s->tx.key, txk, 32);
-	memcpy(s->rx.key, rxk, 32);
-	s->tx.counter = s->rx.counter = 0;
+	fv_frame_dir_init(&s->tx, mode, cipher, txk);
+	fv_frame_dir_init(&s->rx, mode, cipher, rxk);
 }
 
 int fv_tp_sess_client(struct fv_tp_sess *s, const struct fv_tp_node_key *key, const struct fv_tp_peers *peers,

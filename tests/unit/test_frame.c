@@ -116,10 +116,15 @@ FV_TEST(encrypt_trailer)
 	for (int cipher = FV_CIPHER_CHACHA; cipher <= FV_CIPHER_AESGCM; cipher++) {
 		if (cipher == FV_CIPHER_AESGCM && !crypto_aead_aes256gcm_is_available())
 			continue;
-		struct fv_frame_dir tx = {.mode = FV_MODE_ENCRYPT, .cipher = cipher}, rx;
-		randombytes_buf(tx.key, sizeof tx.key);
+		uint8_t key[32];
+		randombytes_buf(key, sizeof key);
+		struct fv_frame_dir tx, rx, wrong;
+		fv_frame_dir_init(&tx, FV_MODE_ENCRYPT, cipher, key);
 		tx.counter = 5;
 		rx = tx;
+		key[0] ^= 1;
+		fv_frame_dir_init(&wrong, FV_MODE_ENCRYPT, cipher, key);
+		wrong.counter = 5;
 		uint8_t m[FV_FRAME_MAX_MSG];
 		struct fv_frame_hdr h = {.type = FV_FT_REPLY, .id = 3};
 		size_t n = build(m, &h, &tx, "secret reply");
@@ -137,9 +142,7 @@ FV_TEST(encrypt_trailer)
 		m[9] ^= 1;                                                     /* header is authenticated */
 		FV_CHECK(fv_frame_open(&rx, 0, m, p, 12, p + 12) == -EBADMSG);
 		m[9] ^= 1;
-		rx.key[0] ^= 1;
-		FV_CHECK(fv_frame_open(&rx, 0, m, p, 12, p + 12) == -EBADMSG);
-		rx.key[0] ^= 1;
+		FV_CHECK(fv_frame_open(&wrong, 0, m, p, 12, p + 12) == -EBADMSG);
 		p[0] ^= 1;
 		FV_CHECK(fv_frame_open(&rx, 0, m, p, 12, p + 12) == -EBADMSG);
 	}
