@@ -1,0 +1,1402 @@
+/* fabvault-fs: mount a fabvault-exportd export read-only with FUSE
+ * (docs/fabvault-fs.8.md), over the remote filesystem protocol of
+ * docs/protocol.md (fsclient.c speaks it).
+ *
+ * FUSE node ids are the server's node ids (root 1), so st_ino is stable
+ * across remounts. Reads are served from a per-open-file read-ahead window
+ * when the access is sequential: up to `readahead` chunks of 1 MiB are asked
+ * for asynchronously ahead of the reader. After a reconnect the server's
+ * handles are gone (READ answers -EBADF): the file is opened again and the
+ * read retried; after a server restart node ids are unknown (-ESTALE) and
+ * fsclient finds them again by name.
+ */
+#define FUSE_USE_VERSION 314
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "../transport/frame.h"
+#include "../transport/tp.h"
+#include "fsclient.h"
+#include "proto.h"
+
+/* Exit status (docs/fabvault-fs.8.md, "EXIT STATUS"): the values of
+ * fabvault(1) where they mean the same. */
+enum {
+	EXIT_OK = 0,
+	EXIT_ERROR = 1,
+	EXIT_USAGE = 2,
+	EXIT_NOTFOUND = 9,
+	EXIT_UNREACH = 11,
+	EXIT_AUTH = 12,
+};
+
+#define MAX_PATHS 16
+#define IO_MAX (1u << 20)     /* max_read: the most the kernel asks for at once */
+#define RA_CHUNK (1u << 20)   /* one read-ahead request */
+#define RA_MAX_SLOTS 16       /* read-ahead chunks per open file, at most */
+#define RA_BUDGET (64u << 20) /* read-ahead memory of the whole mount */
+
+/* ---- options ------------------------------------------------------------- */
+
+struct opts {
+	char *source, *mountpoint;
+	char *paths, *conf_dir, *mode;
+	char *timeout, *attr_timeout, *entry_timeout, *readahead, *threads, *max_read;
+	int foreground, debug, help, version, fake;
+	int nargs;
+};
+
+enum { KEY_HELP, KEY_VERSION, KEY_FG, KEY_DEBUG, KEY_RW };
+
+#define OPT_STR(t, f)                          \
+	{                                      \
+		t, offsetof(struct opts, f), 0 \
+	}
+static const struct fuse_opt opt_spec[] = {OPT_STR("paths=%s", paths),
+					   OPT_STR("conf_dir=%s", conf_dir),
+					   OPT_STR("mode=%s", mode),
+					   OPT_STR("timeout=%s", timeout),
+					   OPT_STR("attr_timeout=%s", attr_timeout),
+					   OPT_STR("entry_timeout=%s", entry_timeout),
+					   OPT_STR("readahead=%s", readahead),
+					   OPT_STR("threads=%s", threads),
+					   OPT_STR("max_read=%s", max_read),
+					   FUSE_OPT_KEY("-h", KEY_HELP),
+					   FUSE_OPT_KEY("--help", KEY_HELP),
+					   FUSE_OPT_KEY("-V", KEY_VERSION),
+					   FUSE_OPT_KEY("--version", KEY_VERSION),
+					   FUSE_OPT_KEY("-f", KEY_FG),
+					   FUSE_OPT_KEY("-d", KEY_DEBUG),
+					   FUSE_OPT_KEY("debug", KEY_DEBUG),
+					   FUSE_OPT_KEY("rw", KEY_RW),
+					   FUSE_OPT_END};
+
+static const char usage_text[] =
+	"Usage: fabvault-fs [-f] [-d] [-o OPTION[,OPTION...]] HOST:/ MOUNTPOINT\n"
+	"Mount the export of fabvault-exportd on HOST read-only at MOUNTPOINT.\n\n"
+	"  -f                 stay in the foreground\n"
+	"  -d                 debug: foreground, every FUSE request logged\n"
+	"  -h, --help         this text\n"
+	"  -V, --version      the version\n\n"
+	"Options (-o):\n"
+	"  paths=P1+P2...     transport paths to the server, '+'-separated\n"
+	"                     (tcp://ADDR[:PORT], rdma://ADDR[:PORT], a bare ADDR is TCP);\n"
+	"                     default tcp://HOST:7420\n"
+	"  conf_dir=DIR       node.key and authorized_peers (default /etc/fabvault)\n"
+	"  mode=MODE          integrity or encrypt (default: encrypt on TCP, integrity on RDMA)\n"
+	"  timeout=S          how long an operation waits for the server to come back\n"
+	"                     before it fails with EIO (default 60)\n"
+	"  attr_timeout=S     how long the kernel caches attributes (default 1)\n"
+	"  entry_timeout=S    how long the kernel caches names (default 1)\n"
+	"  readahead=N        1 MiB chunks read ahead of a sequential reader (0-16, default 4)\n"
+	"  threads=N          FUSE worker threads at most (default 16)\n"
+	"  max_read=BYTES     largest read request (default and at most 1048576)\n"
+	"  allow_other, default_permissions, and the usual mount flags (nosuid, nodev,\n"
+	"  noexec, noatime, ...) are passed to FUSE; the mount is always ro;\n"
+	"  _netdev, noauto, auto, nofail, defaults, user, users, x-* are ignored.\n\n"
+	"Exit status: 0 mounted, 1 error, 2 usage, 9 the mountpoint or the export root\n"
+	"is missing, 11 the server could not be reached on any path, 12 a node key was\n"
+	"refused (by either side).\n";
+
+/* Options of mount(8) and fstab that are not for FUSE: accepted, ignored. */
+static bool ignored_opt(const char *arg)
+{
+	static const char *const names[] = {"_netdev", "noauto", "auto",  "nofail", "defaults", "user",
+					    "nouser",  "users",  "owner", "group",  "noowner",  "nogroup"};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (!strcmp(arg, names[i]))
+			return true;
+	return !strncmp(arg, "x-", 2) || !strncmp(arg, "comment=", 8);
+}
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
+{
+	struct opts *o = data;
+	(void)out;
+	switch (key) {
+	case KEY_HELP:
+		o->help = 1;
+		return 0;
+	case KEY_VERSION:
+		o->version = 1;
+		return 0;
+	case KEY_FG:
+		o->foreground = 1;
+		return 0;
+	case KEY_DEBUG:
+		o->debug = o->foreground = 1;
+		return 1; /* FUSE logs every request */
+	case KEY_RW:
+		return 0; /* always read-only: "ro" is added */
+	case FUSE_OPT_KEY_NONOPT:
+		if (o->nargs == 0)
+			o->source = strdup(arg);
+		else if (o->nargs == 1)
+			o->mountpoint = strdup(arg);
+		o->nargs++;
+		return 0;
+	case FUSE_OPT_KEY_OPT:
+		return ignored_opt(arg) ? 0 : 1;
+	default:
+		return 1;
+	}
+}
+
+/* ---- the mount's context ------------------------------------------------- */
+
+struct fs {
+	struct fv_log lg;
+	atomic_bool syslog; /* after daemonizing: stderr is /dev/null */
+	struct fv_fsc *c;
+	struct fv_tp_client *tp;
+	double attr_timeout, entry_timeout;
+	int ra_slots;
+	uint32_t max_read;
+	atomic_size_t ra_bytes; /* read-ahead buffers held, all files */
+};
+
+static void fs_log(struct fs *fs, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fs_log(struct fs *fs, int prio, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if (atomic_load(&fs->syslog)) {
+		if (prio <= fs->lg.max_prio)
+			syslog(prio, "%s", line);
+		return;
+	}
+	fv_log(&fs->lg, prio, "%s", line);
+}
+
+static void tp_log(void *ud, int prio, const char *msg)
+{
+	fs_log(ud, prio, "%s", msg);
+}
+
+/* ---- attributes ---------------------------------------------------------- */
+
+static void fill_entry(const struct fs *fs, const struct fv_fs_attr *a, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof *e);
+	e->ino = a->node;
+	e->generation = 0;
+	fv_fs_attr_to_stat(a, &e->attr);
+	e->attr_timeout = fs->attr_timeout;
+	e->entry_timeout = fs->entry_timeout;
+}
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fv_fs_attr a;
+	struct fuse_entry_param e;
+	int rc = fv_fsc_lookup(fs->c, parent, name, &a);
+	if (rc == -ENOENT) {
+		/* a negative entry, cached like a positive one */
+		memset(&e, 0, sizeof e);
+		e.entry_timeout = fs->entry_timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fill_entry(fs, &a, &e);
+	if (fuse_reply_entry(req, &e) != 0)
+		fv_fsc_forget(fs->c, a.node, 1); /* interrupted: the kernel did not take it */
+}
+
+static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	fv_fsc_forget(fs->c, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *v)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	for (size_t i = 0; i < count; i++)
+		fv_fsc_forget(fs->c, v[i].ino, v[i].nlookup);
+	fv_fsc_forget_flush(fs->c);
+	fuse_reply_none(req);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fv_fs_attr a;
+	struct stat st;
+	(void)fi;
+	int rc = fv_fsc_getattr(fs->c, ino, &a);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fv_fs_attr_to_stat(&a, &st);
+	fuse_reply_attr(req, &st, fs->attr_timeout);
+}
+
+static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	char target[FV_FS_MAX_LINK + 1];
+	int rc = fv_fsc_readlink(fs->c, ino, target, sizeof target);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_readlink(req, target);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fv_fsc_statfs s;
+	int rc = fv_fsc_statfs(fs->c, ino ? ino : FV_FS_ROOT, &s);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct statvfs v = {.f_bsize = s.bsize,
+			    .f_frsize = s.frsize,
+			    .f_blocks = s.blocks,
+			    .f_bfree = s.bfree,
+			    .f_bavail = s.bavail,
+			    .f_files = s.files,
+			    .f_ffree = s.ffree,
+			    .f_favail = s.ffree,
+			    .f_namemax = s.namemax,
+			    .f_flag = ST_RDONLY};
+	fuse_reply_statfs(req, &v);
+}
+
+static void xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	uint32_t len = 0;
+	void *buf = size ? malloc(size) : NULL;
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	uint32_t want = size > FV_FS_MAX_XATTR ? FV_FS_MAX_XATTR : (uint32_t)size;
+	int rc = fv_fsc_xattr(fs->c, ino, name, want, buf, &len);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else if (!size)
+		fuse_reply_xattr(req, len);
+	else
+		fuse_reply_buf(req, buf, len);
+	free(buf);
+}
+
+static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	xattr(req, ino, name, size);
+}
+
+static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	xattr(req, ino, NULL, size);
+}
+
+/* ---- directories --------------------------------------------------------- */
+
+/* An open directory: the last READDIRPLUS batch and how far the kernel has
+ * taken it. Entries of the batch not yet given to the kernel hold lookups
+ * on the server that are given back when the batch is dropped. */
+struct dh {
+	pthread_mutex_t mu;
+	struct fv_fsc_dirbatch b;
+	bool valid;
+	uint32_t pos;    /* next entry to hand out */
+	uint64_t cookie; /* the offset that continues at pos */
+	char *out;       /* the kernel's buffer */
+	size_t outcap;
+};
+
+static void dh_drop(struct fs *fs, struct dh *d)
+{
+	for (uint32_t i = d->pos; d->valid && i < d->b.n; i++)
+		fv_fsc_forget_server(fs->c, d->b.ents[i].attr.node, 1);
+	d->valid = false;
+	d->pos = 0;
+}
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct dh *d = calloc(1, sizeof *d);
+	if (!d || fv_fsc_dirbatch_init(&d->b) < 0) {
+		free(d);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_init(&d->mu, NULL);
+	fi->fh = (uintptr_t)d;
+	fi->cache_readdir = 0;
+	if (fuse_reply_open(req, fi) != 0) {
+		fv_fsc_dirbatch_free(&d->b);
+		pthread_mutex_destroy(&d->mu);
+		free(d);
+	}
+}
+
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
+			   bool plus)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct dh *d = (struct dh *)(uintptr_t)fi->fh;
+	size_t used = 0;
+	int rc = 0;
+	pthread_mutex_lock(&d->mu);
+	if (d->outcap < size) {
+		char *p = realloc(d->out, size);
+		if (!p) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		d->out = p;
+		d->outcap = size;
+	}
+	if (!d->valid || (uint64_t)off != d->cookie) {
+		dh_drop(fs, d); /* a seek, or the first call */
+		d->cookie = (uint64_t)off;
+		if ((rc = fv_fsc_readdir(fs->c, ino, d->cookie, &d->b)) < 0)
+			goto out;
+		d->valid = true;
+	}
+	for (;;) {
+		while (d->pos < d->b.n) {
+			const struct fv_fsc_dirent *en = &d->b.ents[d->pos];
+			size_t sz;
+			if (plus) {
+				struct fuse_entry_param e;
+				fill_entry(fs, &en->attr, &e);
+				sz = fuse_add_direntry_plus(req, d->out + used, size - used, en->name, &e,
+							    (off_t)en->next_cookie);
+			} else {
+				struct stat st = {.st_ino = en->attr.node, .st_mode = en->attr.mode};
+				sz = fuse_add_direntry(req, d->out + used, size - used, en->name, &st,
+						       (off_t)en->next_cookie);
+			}
+			if (sz > size - used)
+				goto out; /* full: the rest waits for the next call */
+			used += sz;
+			/* READDIRPLUS counts a lookup in the kernel; READDIR does not */
+			if (!plus || fv_fsc_note_lookup(fs->c, ino, en->name, en->len, &en->attr) < 0)
+				fv_fsc_forget_server(fs->c, en->attr.node, 1);
+			d->pos++;
+			d->cookie = en->next_cookie;
+		}
+		if (d->b.eof)
+			break;
+		/* batch used up: the next one, as long as the buffer has room */
+		d->valid = false;
+		d->pos = 0;
+		if ((rc = fv_fsc_readdir(fs->c, ino, d->cookie, &d->b)) < 0)
+			break;
+		d->valid = true;
+		if (!d->b.n)
+			break;
+	}
+out:
+	if (rc && used)
+		rc = 0; /* what we have now; the error comes back on the next call */
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, d->out, used);
+	pthread_mutex_unlock(&d->mu);
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	readdir_common(req, ino, size, off, fi, false);
+}
+
+static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	readdir_common(req, ino, size, off, fi, true);
+}
+
+static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct dh *d = (struct dh *)(uintptr_t)fi->fh;
+	(void)ino;
+	/* a readdir that replied may still hold mu: wait for its unlock */
+	pthread_mutex_lock(&d->mu);
+	dh_drop(fs, d);
+	pthread_mutex_unlock(&d->mu);
+	fv_fsc_dirbatch_free(&d->b);
+	pthread_mutex_destroy(&d->mu);
+	free(d->out);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- files and read-ahead ------------------------------------------------ */
+
+enum { SLOT_FREE, SLOT_BUSY, SLOT_READY };
+
+struct fh;
+
+/* One read-ahead chunk: an asynchronous READ into a bulk buffer. */
+struct slot {
+	struct fv_tp_call call;
+	struct fh *fh;
+	struct fv_tp_buf *buf;
+	uint64_t off;
+	uint32_t len, got;
+	int state;
+	int status;
+	int users; /* readers replying from buf right now */
+	uint8_t req[FV_FSC_READ_REQ];
+	uint8_t rep[16];
+};
+
+/* An open file. mu guards everything below it; cv signals a slot done. */
+struct fh {
+	struct fs *fs;
+	uint64_t node;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t handle;
+	uint32_t gen;      /* bumped at each reopen */
+	uint64_t size;     /* at open: read-ahead stops there */
+	uint64_t next_off; /* end of the last read */
+	uint64_t ra_next;  /* where the next read-ahead chunk starts */
+	int busy;          /* slots in flight */
+	int readers;       /* fs_read calls past their reply: release waits for them */
+	struct slot slot[RA_MAX_SLOTS];
+};
+
+static void slot_free(struct fh *f, struct slot *s)
+{
+	if (s->buf) {
+		fv_tp_bulk_put(f->fs->tp, s->buf);
+		atomic_fetch_sub(&f->fs->ra_bytes, RA_CHUNK);
+	}
+	s->buf = NULL;
+	s->state = SLOT_FREE;
+}
+
+static void slot_done(struct fv_tp_call *call)
+{
+	struct slot *s = call->ud;
+	struct fh *f = s->fh;
+	uint32_t got = 0;
+	int rc = fv_fsc_read_done(call, s->rep, s->len, &got);
+	pthread_mutex_lock(&f->mu);
+	s->status = rc;
+	s->got = got;
+	s->state = SLOT_READY;
+	f->busy--;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+/* Ask for [f->ra_next, +RA_CHUNK) in slot s (f->mu held). */
+static void slot_start(struct fh *f, struct slot *s)
+{
+	struct fs *fs = f->fs;
+	int err;
+	if (atomic_fetch_add(&fs->ra_bytes, RA_CHUNK) + RA_CHUNK > RA_BUDGET) {
+		atomic_fetch_sub(&fs->ra_bytes, RA_CHUNK);
+		return; /* the mount's read-ahead memory is taken: read on demand */
+	}
+	s->buf = fv_tp_bulk_get(fs->tp, RA_CHUNK, &err);
+	if (!s->buf) {
+		atomic_fetch_sub(&fs->ra_bytes, RA_CHUNK);
+		return;
+	}
+	s->fh = f;
+	s->off = f->ra_next;
+	s->len = RA_CHUNK;
+	s->got = 0;
+	s->status = 0;
+	s->users = 0;
+	fv_fsc_read_req(s->req, f->handle, s->off, s->len);
+	s->call = (struct fv_tp_call){.req = s->req,
+				      .req_len = sizeof s->req,
+				      .idempotent = true,
+				      .reply = s->rep,
+				      .reply_cap = sizeof s->rep,
+				      .bulk = s->buf,
+				      .bulk_cap = s->len,
+				      .done = slot_done,
+				      .ud = s};
+	s->state = SLOT_BUSY;
+	f->busy++;
+	if (fv_tp_submit(fs->tp, &s->call) < 0) {
+		f->busy--;
+		slot_free(f, s);
+		return;
+	}
+	f->ra_next += RA_CHUNK;
+}
+
+static struct slot *slot_at(struct fh *f, uint64_t off)
+{
+	for (int i = 0; i < f->fs->ra_slots; i++) {
+		struct slot *s = &f->slot[i];
+		if (s->state != SLOT_FREE && off >= s->off && off < s->off + s->len)
+			return s;
+	}
+	return NULL;
+}
+
+/* Free the chunks no reader needs (f->mu held): those behind the reader,
+ * and all of them when the access is not sequential. */
+static void slots_trim(struct fh *f, bool all)
+{
+	for (int i = 0; i < f->fs->ra_slots; i++) {
+		struct slot *s = &f->slot[i];
+		if (s->state != SLOT_READY || s->users)
+			continue;
+		if (all || s->status || s->off + s->len <= f->next_off)
+			slot_free(f, s);
+	}
+}
+
+/* Keep the read-ahead window full ahead of end (f->mu held). */
+static void slots_fill(struct fh *f, uint64_t end)
+{
+	if (f->ra_next < end)
+		f->ra_next = end;
+	for (int i = 0; i < f->fs->ra_slots && f->ra_next < f->size; i++)
+		if (f->slot[i].state == SLOT_FREE)
+			slot_start(f, &f->slot[i]);
+}
+
+/* Open the node again after the server lost our handle (a reconnect): once
+ * for all the readers that saw the old generation. */
+static int fh_reopen(struct fh *f, uint32_t seen_gen)
+{
+	uint64_t h;
+	struct fv_fs_attr a;
+	pthread_mutex_lock(&f->mu);
+	bool done = f->gen != seen_gen;
+	pthread_mutex_unlock(&f->mu);
+	if (done)
+		return 0;
+	int rc = fv_fsc_open(f->fs->c, f->node, O_RDONLY, &h, &a);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&f->mu);
+	if (f->gen == seen_gen) {
+		f->handle = h;
+		f->gen++;
+		h = 0;
+	}
+	pthread_mutex_unlock(&f->mu);
+	if (h)
+		fv_fsc_release(f->fs->c, h); /* another reader was first */
+	fs_log(f->fs, LOG_INFO, "node %llu: opened again after a reconnect", (unsigned long long)f->node);
+	return 0;
+}
+
+/* A READ on demand, reopening the file when its handle was lost. */
+static int fh_read_sync(struct fh *f, uint64_t off, uint32_t size, struct fv_tp_buf *buf, uint32_t *got)
+{
+	int rc = 0;
+	for (int attempt = 0; attempt < 3; attempt++) {
+		pthread_mutex_lock(&f->mu);
+		uint64_t h = f->handle;
+		uint32_t g = f->gen;
+		pthread_mutex_unlock(&f->mu);
+		rc = fv_fsc_read(f->fs->c, h, off, size, buf, got);
+		if (rc != -EBADF)
+			return rc;
+		if ((rc = fh_reopen(f, g)) < 0)
+			return rc;
+	}
+	return rc ? rc : -EIO;
+}
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fv_fs_attr a;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_CREAT | O_APPEND))) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	struct fh *f = calloc(1, sizeof *f);
+	if (!f) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	int rc = fv_fsc_open(fs->c, ino, O_RDONLY, &f->handle, &a);
+	if (rc) {
+		free(f);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	f->fs = fs;
+	f->node = ino;
+	f->size = a.size;
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->cv, NULL);
+	fi->fh = (uintptr_t)f;
+	fi->keep_cache = fv_fsc_cache_same(fs->c, ino, a.size, a.mtime_ns);
+	fi->noflush = 1;
+	if (fuse_reply_open(req, fi) != 0) {
+		fv_fsc_release(fs->c, f->handle);
+		pthread_mutex_destroy(&f->mu);
+		pthread_cond_destroy(&f->cv);
+		free(f);
+	}
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fh *f = (struct fh *)(uintptr_t)fi->fh;
+	struct iovec iov[RA_MAX_SLOTS + 1];
+	struct slot *held[RA_MAX_SLOTS];
+	struct fv_tp_buf *sync = NULL;
+	int niov = 0, nheld = 0, rc = 0;
+	(void)ino;
+	if (size > fs->max_read)
+		size = fs->max_read;
+	uint64_t cur = (uint64_t)off, end = (uint64_t)off + size;
+	bool eof = false;
+
+	pthread_mutex_lock(&f->mu);
+	/* sequential: this read starts where the last ended, or inside the
+	 * window (the kernel's own read-ahead sends reads out of order) */
+	bool seq = cur == f->next_off || slot_at(f, cur) || (cur >= f->next_off && cur < f->ra_next);
+	f->next_off = end;
+	if (!seq) {
+		slots_trim(f, true);
+		f->ra_next = end;
+	}
+	while (cur < end && !eof) {
+		struct slot *s = slot_at(f, cur);
+		if (!s)
+			break;
+		if (s->state == SLOT_BUSY) {
+			s->users++;
+			while (s->state == SLOT_BUSY)
+				pthread_cond_wait(&f->cv, &f->mu);
+			s->users--;
+			continue;
+		}
+		if (s->status) { /* lost handle or link: read on demand instead */
+			if (!s->users)
+				slot_free(f, s);
+			break;
+		}
+		uint64_t avail = s->off + s->got;
+		if (cur >= avail) {
+			eof = s->got < s->len; /* past the end of the file */
+			break;
+		}
+		uint64_t n = (end < avail ? end : avail) - cur;
+		iov[niov].iov_base = (uint8_t *)s->buf->p + (cur - s->off);
+		iov[niov++].iov_len = n;
+		held[nheld++] = s;
+		s->users++;
+		cur += n;
+		if (cur == avail && s->got < s->len)
+			eof = true;
+	}
+	if (seq && fs->ra_slots)
+		slots_fill(f, end);
+	/* once the reply is out the kernel may release the file at once */
+	f->readers++;
+	pthread_mutex_unlock(&f->mu);
+
+	if (cur < end && !eof) {
+		uint32_t want = (uint32_t)(end - cur), got = 0;
+		int err = 0;
+		sync = fv_tp_bulk_get(fs->tp, want, &err);
+		if (!sync)
+			rc = err ? err : -ENOMEM;
+		else if ((rc = fh_read_sync(f, cur, want, sync, &got)) == 0 && got) {
+			iov[niov].iov_base = sync->p;
+			iov[niov++].iov_len = got;
+		}
+	}
+	if (rc && niov == 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_iov(req, iov, niov); /* a short read when only the first part came */
+
+	pthread_mutex_lock(&f->mu);
+	for (int i = 0; i < nheld; i++)
+		held[i]->users--;
+	slots_trim(f, false);
+	f->readers--;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu); /* f may be freed from here on */
+	if (sync)
+		fv_tp_bulk_put(fs->tp, sync);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fh *f = (struct fh *)(uintptr_t)fi->fh;
+	(void)ino;
+	pthread_mutex_lock(&f->mu);
+	while (f->busy || f->readers) /* they still use f */
+		pthread_cond_wait(&f->cv, &f->mu);
+	for (int i = 0; i < RA_MAX_SLOTS; i++)
+		if (f->slot[i].state != SLOT_FREE)
+			slot_free(f, &f->slot[i]);
+	pthread_mutex_unlock(&f->mu);
+	fv_fsc_release(fs->c, f->handle);
+	pthread_mutex_destroy(&f->mu);
+	pthread_cond_destroy(&f->cv);
+	free(f);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- write-type operations: a read-only filesystem ------------------------ */
+
+static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	(void)ino, (void)attr, (void)to_set, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent, (void)name, (void)mode;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link, (void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino, (void)newparent, (void)newname;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	(void)ino, (void)buf, (void)size, (void)off, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+			int flags)
+{
+	(void)ino, (void)name, (void)value, (void)size, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	(void)parent, (void)name, (void)mode, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+			 struct fuse_file_info *fi)
+{
+	(void)ino, (void)mode, (void)offset, (void)length, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info *fi_in,
+			       fuse_ino_t ino_out, off_t off_out, struct fuse_file_info *fi_out, size_t len,
+			       int flags)
+{
+	(void)ino_in, (void)off_in, (void)fi_in, (void)ino_out, (void)off_out, (void)fi_out, (void)len,
+		(void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+/* ---- session ------------------------------------------------------------- */
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct fs *fs = userdata;
+	conn->max_read = fs->max_read;
+	conn->max_write = IO_MAX;     /* sets the kernel's max_pages, hence the read size */
+	conn->max_readahead = IO_MAX; /* the kernel keeps the smaller of this and its own */
+	conn->time_gran = 1;
+	if (conn->capable & FUSE_CAP_READDIRPLUS) {
+		conn->want |= FUSE_CAP_READDIRPLUS;
+		conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+	}
+	conn->want |= conn->capable & (FUSE_CAP_ASYNC_READ | FUSE_CAP_PARALLEL_DIROPS |
+				       FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_AUTO_INVAL_DATA);
+	conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_EXPORT_SUPPORT);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = fs_init,
+	.lookup = fs_lookup,
+	.forget = fs_forget,
+	.forget_multi = fs_forget_multi,
+	.getattr = fs_getattr,
+	.readlink = fs_readlink,
+	.statfs = fs_statfs,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.opendir = fs_opendir,
+	.readdir = fs_readdir,
+	.readdirplus = fs_readdirplus,
+	.releasedir = fs_releasedir,
+	.open = fs_open,
+	.read = fs_read,
+	.release = fs_release,
+	.setattr = fs_setattr,
+	.mknod = fs_mknod,
+	.mkdir = fs_mkdir,
+	.unlink = fs_unlink,
+	.rmdir = fs_unlink,
+	.symlink = fs_symlink,
+	.rename = fs_rename,
+	.link = fs_link,
+	.write = fs_write,
+	.setxattr = fs_setxattr,
+	.removexattr = fs_removexattr,
+	.create = fs_create,
+	.fallocate = fs_fallocate,
+	.copy_file_range = fs_copy_file_range,
+};
+
+/* ---- start-up ------------------------------------------------------------ */
+
+/* Parse a number of seconds in [lo, hi] (fractions allowed). */
+static int parse_secs(const char *name, const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+		fprintf(stderr, "fabvault-fs: %s wants seconds from %g to %g, not '%s'\n", name, lo, hi, s);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static int parse_int(const char *name, const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi) {
+		fprintf(stderr, "fabvault-fs: %s wants a whole number from %ld to %ld, not '%s'\n", name, lo,
+			hi, s);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+/* The transport paths: paths=P1+P2..., or tcp://HOST:7420 from SOURCE. */
+static int parse_paths(const struct opts *o, struct fv_tp_path *v, size_t *n)
+{
+	char buf[2048];
+	struct fv_err e = {0};
+	*n = 0;
+	if (!o->paths) {
+		size_t hl = strcspn(o->source, ":");
+		if (hl == 0 || hl >= 256) {
+			fprintf(stderr, "fabvault-fs: '%s' names no host: give HOST:/ or paths=\n",
+				o->source);
+			return -EINVAL;
+		}
+		snprintf(buf, sizeof buf, "tcp://%.*s:%d", (int)hl, o->source, FV_TP_DEFAULT_PORT);
+		if (fv_tp_path_parse(buf, FV_TP_TCP, &v[0], &e) < 0) {
+			fprintf(stderr, "fabvault-fs: %s\n", e.msg);
+			return -EINVAL;
+		}
+		*n = 1;
+		return 0;
+	}
+	snprintf(buf, sizeof buf, "%s", o->paths);
+	for (char *save = NULL, *tok = strtok_r(buf, "+", &save); tok; tok = strtok_r(NULL, "+", &save)) {
+		if (*n == MAX_PATHS) {
+			fprintf(stderr, "fabvault-fs: at most %d paths\n", MAX_PATHS);
+			return -EINVAL;
+		}
+		if (fv_tp_path_parse(tok, FV_TP_TCP, &v[*n], &e) < 0) {
+			fprintf(stderr, "fabvault-fs: paths=: %s\n", e.msg);
+			return -EINVAL;
+		}
+		(*n)++;
+	}
+	if (!*n) {
+		fprintf(stderr, "fabvault-fs: paths= is empty\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r;) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
+		    r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 4;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = 0;
+}
+
+/* The "major:minor" of what is mounted at dir, from /proc/self/mountinfo
+ * (no stat of dir: that would ask a FUSE mount there). 0 or -ENOENT. */
+static int mounted_at(const char *dir, char *devbuf, size_t n)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[8192];
+	int rc = -ENOENT;
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof line, f)) {
+		char *save = NULL, *dev = NULL, *mp = NULL;
+		char *tok = strtok_r(line, " ", &save);
+		for (int i = 0; tok && i < 5; i++, tok = strtok_r(NULL, " ", &save)) {
+			if (i == 2)
+				dev = tok;
+			if (i == 4)
+				mp = tok;
+		}
+		if (!mp || !dev)
+			continue;
+		unescape(mp);
+		if (!strcmp(mp, dir)) {
+			snprintf(devbuf, n, "%s", dev);
+			rc = 0; /* keep the last: the one on top */
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+/* The mountpoint must exist, be a directory, and have nothing mounted on it. */
+static int check_mountpoint(const char *mp, char *real, size_t n)
+{
+	struct stat st;
+	char dev[64];
+	if (stat(mp, &st) < 0) {
+		int err = errno;
+		fprintf(stderr, "fabvault-fs: mountpoint %s: %s%s\n", mp, strerror(err),
+			err == ENOENT ? ": create it (mkdir -p)" : "");
+		return err == ENOENT ? EXIT_NOTFOUND : EXIT_ERROR;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "fabvault-fs: mountpoint %s is not a directory\n", mp);
+		return EXIT_NOTFOUND;
+	}
+	if (!realpath(mp, real)) {
+		fprintf(stderr, "fabvault-fs: mountpoint %s: %s\n", mp, strerror(errno));
+		return EXIT_ERROR;
+	}
+	(void)n;
+	if (mounted_at(real, dev, sizeof dev) == 0) {
+		fprintf(stderr,
+			"fabvault-fs: mountpoint %s is busy: something is mounted there already "
+			"(umount %s first)\n",
+			real, real);
+		return EXIT_ERROR;
+	}
+	return 0;
+}
+
+/* Raise the kernel's read-ahead of the new mount to max_read (its default
+ * is 128 KiB, and FUSE's INIT can only lower it). Best effort. */
+static void kernel_readahead(struct fs *fs, const char *mp)
+{
+	char dev[64], path[128];
+	if (mounted_at(mp, dev, sizeof dev) < 0)
+		return;
+	snprintf(path, sizeof path, "/sys/class/bdi/%s/read_ahead_kb", dev);
+	FILE *f = fopen(path, "we");
+	if (!f)
+		return;
+	fprintf(f, "%u\n", fs->max_read / 1024);
+	if (fclose(f) != 0)
+		fs_log(fs, LOG_INFO, "cannot raise %s: %s", path, strerror(errno));
+}
+
+static int exit_for(int code)
+{
+	switch (code) {
+	case -EACCES:
+		return EXIT_AUTH;
+	case -ECONNREFUSED:
+	case -ETIMEDOUT:
+	case -EHOSTUNREACH:
+	case -ENETUNREACH:
+	case -ENODEV:
+	case -EADDRNOTAVAIL:
+	case -EIO:
+		return EXIT_UNREACH;
+	default:
+		return EXIT_ERROR;
+	}
+}
+
+/* Daemonize before any thread exists (a fork keeps only the calling
+ * thread), but let the parent exit only when the child reports how the
+ * mount went: its exit status is the child's. Returns the pipe to report
+ * on, or -1 in the child on failure (stay in the foreground). */
+static int daemon_start(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid > 0) {
+		unsigned char st = EXIT_ERROR;
+		close(p[1]);
+		ssize_t r;
+		do
+			r = read(p[0], &st, 1);
+		while (r < 0 && errno == EINTR);
+		_exit(r == 1 ? st : EXIT_ERROR);
+	}
+	close(p[0]);
+	if (setsid() < 0)
+		fprintf(stderr, "fabvault-fs: setsid: %s\n", strerror(errno));
+	return p[1];
+}
+
+/* Tell the parent (and whoever ran it) the outcome; on success detach
+ * from the terminal: from now on messages go to syslog. */
+static void daemon_report(struct fs *fs, int fd, unsigned char st)
+{
+	if (fd < 0)
+		return;
+	if (st == EXIT_OK) {
+		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (nul >= 0) {
+			openlog("fabvault-fs", LOG_PID, LOG_DAEMON);
+			atomic_store(&fs->syslog, true);
+			dup2(nul, 0);
+			dup2(nul, 1);
+			dup2(nul, 2);
+			if (nul > 2)
+				close(nul);
+		}
+	}
+	ssize_t r;
+	do
+		r = write(fd, &st, 1);
+	while (r < 0 && errno == EINTR);
+	close(fd);
+}
+
+static int load_keys(const char *dir, struct fv_tp_node_key *key, struct fv_tp_peers *peers)
+{
+	char kp[PATH_MAX], pp[PATH_MAX];
+	struct fv_err e = {0};
+	snprintf(kp, sizeof kp, "%s/node.key", dir);
+	snprintf(pp, sizeof pp, "%s/authorized_peers", dir);
+	if (fv_tp_key_load(kp, key, &e) < 0 || fv_tp_peers_load(pp, peers, &e) < 0) {
+		fprintf(stderr, "fabvault-fs: %s\n", e.msg);
+		return EXIT_ERROR;
+	}
+	if (!peers->n) {
+		fprintf(stderr, "fabvault-fs: %s lists no peer: add the server's node.pub to it\n", pp);
+		return EXIT_ERROR;
+	}
+	return 0;
+}
+
+/* Check the export: the root's attributes, with a message for each way
+ * it can fail. */
+static int check_root(struct fs *fs, const char *source)
+{
+	struct fv_fs_attr a;
+	int rc = fv_fsc_getattr(fs->c, FV_FS_ROOT, &a);
+	if (rc == 0 && !S_ISDIR(a.mode))
+		rc = -ENOTDIR;
+	switch (rc) {
+	case 0:
+		return 0;
+	case -EPROTO:
+	case -ENOSYS:
+		fs_log(fs, LOG_ERR,
+		       "%s: the export speaks another protocol version: upgrade fabvault on both nodes",
+		       source);
+		return EXIT_ERROR;
+	case -EIO:
+		fs_log(fs, LOG_ERR, "%s: the server stopped answering", source);
+		return EXIT_UNREACH;
+	case -EACCES:
+	case -EPERM:
+		fs_log(fs, LOG_ERR, "%s: the server may not read its export root: %s", source, strerror(-rc));
+		return EXIT_ERROR;
+	default:
+		fs_log(fs, LOG_ERR,
+		       "%s: the export root is missing on the server (%s): check the directory "
+		       "fabvault-exportd exports",
+		       source, strerror(-rc));
+		return EXIT_NOTFOUND;
+	}
+}
+
+static void opts_free(struct opts *o)
+{
+	char **v[] = {&o->source,    &o->mountpoint, &o->paths,        &o->conf_dir,
+		      &o->mode,      &o->timeout,    &o->attr_timeout, &o->entry_timeout,
+		      &o->readahead, &o->threads,    &o->max_read};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		free(*v[i]);
+		*v[i] = NULL;
+	}
+}
+
+/* Everything the options decide, checked before anything is started. */
+struct setup {
+	struct fv_tp_path paths[MAX_PATHS];
+	size_t npaths;
+	int mode;
+	double timeout;
+	long threads;
+	char mp[PATH_MAX];
+	char mountopts[1024];
+};
+
+static int parse_opts(struct opts *o, struct fs *fs, struct setup *s)
+{
+	long v = 0;
+	if (o->nargs != 2) {
+		fprintf(stderr, "fabvault-fs: %s\nTry 'fabvault-fs --help'.\n",
+			o->nargs < 2 ? "needs SOURCE (HOST:/) and MOUNTPOINT" : "too many arguments");
+		return EXIT_USAGE;
+	}
+	if (strpbrk(o->source, ",\\ \t\n")) {
+		fprintf(stderr, "fabvault-fs: SOURCE '%s' may not hold commas, spaces or backslashes\n",
+			o->source);
+		return EXIT_USAGE;
+	}
+	if (parse_paths(o, s->paths, &s->npaths) < 0)
+		return EXIT_USAGE;
+	s->mode = 0;
+	if (o->mode && !strcmp(o->mode, "integrity")) {
+		s->mode = FV_MODE_INTEGRITY;
+	} else if (o->mode && !strcmp(o->mode, "encrypt")) {
+		s->mode = FV_MODE_ENCRYPT;
+	} else if (o->mode) {
+		fprintf(stderr, "fabvault-fs: mode is integrity or encrypt, not '%s'\n", o->mode);
+		return EXIT_USAGE;
+	}
+	s->timeout = 60;
+	fs->attr_timeout = fs->entry_timeout = 1;
+	fs->ra_slots = 4;
+	fs->max_read = IO_MAX;
+	s->threads = 16;
+	if ((o->timeout && parse_secs("timeout", o->timeout, 1, 86400, &s->timeout) < 0) ||
+	    (o->attr_timeout &&
+	     parse_secs("attr_timeout", o->attr_timeout, 0, 86400, &fs->attr_timeout) < 0) ||
+	    (o->entry_timeout &&
+	     parse_secs("entry_timeout", o->entry_timeout, 0, 86400, &fs->entry_timeout) < 0))
+		return EXIT_USAGE;
+	if (o->readahead) {
+		if (parse_int("readahead", o->readahead, 0, RA_MAX_SLOTS, &v) < 0)
+			return EXIT_USAGE;
+		fs->ra_slots = (int)v;
+	}
+	if (o->threads && parse_int("threads", o->threads, 1, 256, &s->threads) < 0)
+		return EXIT_USAGE;
+	if (o->max_read) {
+		if (parse_int("max_read", o->max_read, 4096, IO_MAX, &v) < 0)
+			return EXIT_USAGE;
+		fs->max_read = (uint32_t)v;
+	}
+	snprintf(s->mountopts, sizeof s->mountopts,
+		 "ro,default_permissions,max_read=%u,fsname=%s,subtype=fabvault", fs->max_read, o->source);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct opts o = {0};
+	struct fs fs = {0};
+	struct setup s;
+	struct fv_tp_node_key key;
+	struct fv_tp_peers peers = {0};
+	struct fuse_session *se = NULL;
+	struct fuse_loop_config *cfg = NULL;
+	struct fv_err e = {0};
+	sigset_t sigs, old;
+	int st = EXIT_ERROR, report = -1;
+
+	memset(&s, 0, sizeof s);
+	fv_log_init(&fs.lg, "fabvault-fs", LOG_NOTICE);
+	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0) {
+		st = EXIT_USAGE;
+		goto out_args;
+	}
+	if (o.help) {
+		fputs(usage_text, stdout);
+		st = EXIT_OK;
+		goto out_args;
+	}
+	if (o.version) {
+		printf("fabvault-fs %s (FUSE %s)\n", FV_VERSION, fuse_pkgversion());
+		st = EXIT_OK;
+		goto out_args;
+	}
+	if (o.debug)
+		fs.lg.max_prio = LOG_DEBUG;
+	if ((st = parse_opts(&o, &fs, &s)) != 0)
+		goto out_args;
+	if (fuse_opt_add_arg(&args, "-o") < 0 || fuse_opt_add_arg(&args, s.mountopts) < 0) {
+		st = EXIT_ERROR;
+		goto out_args;
+	}
+	/* the options FUSE takes are checked now, before anything starts */
+	se = fuse_session_new(&args, &ops, sizeof ops, &fs);
+	if (!se) {
+		fprintf(stderr, "fabvault-fs: bad mount options (see above); try 'fabvault-fs --help'\n");
+		st = EXIT_USAGE;
+		goto out_args;
+	}
+	if ((st = check_mountpoint(o.mountpoint, s.mp, sizeof s.mp)) != 0)
+		goto out_destroy;
+	if ((st = load_keys(o.conf_dir ? o.conf_dir : "/etc/fabvault", &key, &peers)) != 0)
+		goto out_destroy;
+	if (!o.foreground)
+		report = daemon_start();
+
+	/* the transport's threads take no signal: the main thread handles them */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &sigs, &old);
+	struct fv_tp_client_opts to = {.key = &key,
+				       .peers = &peers,
+				       .paths = s.paths,
+				       .npaths = s.npaths,
+				       .mode = s.mode,
+				       .timeout_ms = (int)(s.timeout * 1000),
+				       .log = {tp_log, &fs}};
+	int rc = fv_tp_client_open(&to, (int)(s.timeout * 1000), &fs.tp, &e);
+	if (rc < 0) {
+		fs_log(&fs, LOG_ERR, "%s: %s", o.source, e.msg);
+		st = exit_for(rc);
+		goto out_session;
+	}
+	if ((rc = fv_fsc_new(fs.tp, &fs.c)) < 0) {
+		fs_log(&fs, LOG_ERR, "%s", strerror(-rc));
+		st = EXIT_ERROR;
+		goto out_client;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if ((st = check_root(&fs, o.source)) != 0)
+		goto out_fsc;
+	if (fuse_set_signal_handlers(se) != 0) {
+		st = EXIT_ERROR;
+		goto out_fsc;
+	}
+	if (fuse_session_mount(se, s.mp) != 0) {
+		fs_log(&fs, LOG_ERR, "cannot mount %s at %s (see above)", o.source, s.mp);
+		st = EXIT_ERROR;
+		goto out_signals;
+	}
+	kernel_readahead(&fs, s.mp);
+	fs_log(&fs, LOG_INFO, "mounted %s at %s over %zu path(s)", o.source, s.mp, s.npaths);
+	if (chdir("/") < 0)
+		fs_log(&fs, LOG_WARNING, "chdir /: %s", strerror(errno));
+	daemon_report(&fs, report, EXIT_OK);
+	report = -1;
+
+	cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		st = EXIT_ERROR;
+		goto out_unmount;
+	}
+	fuse_loop_cfg_set_max_threads(cfg, (unsigned)s.threads);
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	st = fuse_session_loop_mt(se, cfg) != 0 ? EXIT_ERROR : EXIT_OK;
+	fuse_loop_cfg_destroy(cfg);
+	fs_log(&fs, LOG_INFO, "unmounting %s", s.mp);
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_fsc:
+	fv_fsc_free(fs.c);
+out_client:
+	fv_tp_client_close(fs.tp);
+out_session:
+	daemon_report(&fs, report, (unsigned char)st);
+	fv_tp_peers_free(&peers);
+	explicit_bzero(&key, sizeof key);
+out_destroy:
+	fuse_session_destroy(se);
+out_args:
+	fuse_opt_free_args(&args);
+	opts_free(&o);
+	return st;
+}
