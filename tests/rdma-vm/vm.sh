@@ -202,7 +202,7 @@ stage_file() {
 
 # Directory $1 as a gzipped newc archive $2 (entries owned by root).
 pack_cpio() {
-	(cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
+	(cd "$1" && find . -mindepth 1 -print0 | LC_ALL=C sort -z | cpio -o -0 -H newc -R 0:0 --quiet) |
 		gzip -1 >"$2.tmp"
 	mv "$2.tmp" "$2"
 }
