@@ -70,7 +70,12 @@ int cmd_key(struct cli *c, int argc, char **argv)
 		}
 		if (strpbrk(name, "\n\r"))
 			return cli_usage(c, "key", "--name must be one line");
-		fv_tp_key_generate(&k);
+		rc = fv_tp_key_generate(&k);
+		if (rc < 0) {
+			fv_err_set(&e, rc,
+				   "cannot generate a key: libsodium cannot start (no /dev/urandom?)");
+			return cli_fail(c, &e, false);
+		}
 		rc = fv_tp_key_save(&k, dir, name, force, &e);
 		if (rc < 0)
 			return cli_fail(c, &e, false);

@@ -26,6 +26,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "session.h"
 #include "tp.h"
 
@@ -548,6 +550,11 @@ int fv_tp_client_open(const struct fv_tp_client_opts *o, int wait_ms, struct fv_
 {
 	if (!o->npaths || o->npaths > 255)
 		return fv_err_set(e, -EINVAL, "a client needs 1 to 255 paths");
+	/* libsodium picks its fast code paths (and learns that the CPU has
+	 * AES-GCM) in sodium_init; without it every AEAD runs the slow
+	 * reference code and AES-GCM is never offered */
+	if (sodium_init() < 0)
+		return fv_err_set(e, -EIO, "cannot initialise libsodium");
 	struct fv_tp_client *c = calloc(1, sizeof *c);
 	if (!c)
 		return fv_err_set(e, -ENOMEM, "out of memory");

@@ -17,9 +17,12 @@
 #define PUB_TAG "fvnode1:"
 #define B64 sodium_base64_VARIANT_ORIGINAL
 
-void fv_tp_key_generate(struct fv_tp_node_key *k)
+int fv_tp_key_generate(struct fv_tp_node_key *k)
 {
+	if (sodium_init() < 0) /* the RNG must be set up; without it there is no key */
+		return -EIO;
 	crypto_kx_keypair(k->pk, k->sk);
+	return 0;
 }
 
 void fv_tp_key_pubstr(const uint8_t pk[FV_TP_KEY], char *out, size_t n)

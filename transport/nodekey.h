@@ -27,8 +27,9 @@ struct fv_tp_peers {
 	size_t n;
 };
 
-/* A fresh key pair. */
-void fv_tp_key_generate(struct fv_tp_node_key *k);
+/* A fresh key pair. Returns 0, or -EIO when libsodium cannot start (no
+ * source of randomness). */
+int fv_tp_key_generate(struct fv_tp_node_key *k);
 
 /* Write dir/node.key (0600, created exclusively unless force) and
  * dir/node.pub (0644, "fvnode1:<base64> name"). Returns 0, -EEXIST (a key

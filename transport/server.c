@@ -20,6 +20,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "session.h"
 #include "tp.h"
 
@@ -408,6 +410,8 @@ int fv_tp_server_open(const struct fv_tp_server_opts *o, struct fv_tp_server **o
 {
 	if (!o->nlisten || !o->handler)
 		return fv_err_set(e, -EINVAL, "a server needs a listen address and a handler");
+	if (sodium_init() < 0) /* its fast code paths and CPU features: see client.c */
+		return fv_err_set(e, -EIO, "cannot initialise libsodium");
 	struct fv_tp_server *s = calloc(1, sizeof *s);
 	if (!s)
 		return fv_err_set(e, -ENOMEM, "out of memory");

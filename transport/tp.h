@@ -44,7 +44,7 @@ struct fv_tp_client_opts {
 	struct fv_tp_logger log;
 };
 
-/* Start a client: paths connect in the background. With wait_ms > 0, waits
+/* Start a client (libsodium is initialised here): paths connect in the background. With wait_ms > 0, waits
  * up to wait_ms for the first path to come up and fails with its error
  * (-ECONNREFUSED, -EACCES for a refused key, -ETIMEDOUT, ...) and a message
  * naming the path when none does. Returns 0 or -errno. */
