@@ -1,17 +1,27 @@
 /* export: docs/protocol.md, server side. Why it is built this way:
  *
- * - Every node holds an O_PATH descriptor, so that an operation on a node
- *   needs no path: a rename anywhere in the tree cannot make the server act
- *   on another file than the one it handed out, and nothing is resolved from
- *   a string except one component beneath one directory descriptor.
+ * - Directories hold an O_PATH descriptor: they are the bases of every
+ *   lookup, and a rename anywhere in the tree cannot make the server look
+ *   beneath another directory than the one it handed out. Nothing is
+ *   resolved from a string except one component beneath one directory
+ *   descriptor.
+ * - Every other node holds its parent directory node and its name, and its
+ *   (dev, ino): each use resolves the name again beneath the parent's
+ *   descriptor (fstatat with AT_SYMLINK_NOFOLLOW, or openat2 with the
+ *   RESOLVE_ flags of open_beneath) and checks dev and ino, so a file
+ *   renamed or replaced since is -ESTALE, never another file. A descriptor
+ *   per file would not do: an export of 20,000 files would need 20,000
+ *   descriptors, beyond many hard limits, while directories are few.
  * - A node is used outside the lock: node_get takes a reference (refs) under
- *   the lock and the file system call runs without it. FORGET takes the node
- *   out of the table at once, but its descriptor is closed by the last user,
- *   so that a descriptor number is never reused under a running call. Open
- *   handles work the same way.
- * - Regular files are opened for reading through /proc/self/fd/N of their
- *   O_PATH descriptor (the kernel reopens that very inode; no name is
- *   looked up again). The server never opens anything else for reading but
+ *   the lock and the file system call runs without it. A node also holds a
+ *   reference on its parent. FORGET takes the node out of the table at once,
+ *   but it is freed (its descriptor closed, its parent's reference given
+ *   back) by the last reference, so that a descriptor number is never reused
+ *   under a running call and a forgotten directory stays open while a known
+ *   file in it needs it. Open handles work the same way.
+ * - Regular files are opened for reading through /proc/self/fd/N of an
+ *   O_PATH descriptor whose dev and ino were checked (the kernel reopens
+ *   that very inode). The server never opens anything else for reading but
  *   directories (as "." beneath their own descriptor), so a FIFO or a device
  *   in the export never blocks or wakes anything.
  */
@@ -30,9 +40,13 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_MAX_NODES (1u << 20)
+#define DEFAULT_MAX_DIRS (1u << 20)
+/* seconds between two log lines about the directory limit */
+#define ENFILE_LOG_SECS 60
 /* attr, next_cookie and the name's length in a READDIRPLUS entry */
 #define DIRENT_FIXED (FV_FS_ATTR_SIZE + 8 + 4)
 
@@ -41,9 +55,12 @@ struct node {
 	dev_t dev;
 	ino_t ino;
 	mode_t type; /* S_IFMT bits */
-	int fd;      /* O_PATH | O_NOFOLLOW */
+	int fd;      /* directories: O_PATH | O_NOFOLLOW; others -1 */
+	/* others: the directory and name of the latest lookup (mu) */
+	struct node *parent;
+	char *name;
 	uint64_t nlookup;
-	unsigned refs; /* calls using fd right now */
+	unsigned refs; /* calls using the node right now, and nodes naming it parent */
 	bool gone;     /* out of the table: freed by the last node_put */
 	struct node *next;
 };
@@ -59,8 +76,11 @@ struct handle {
 struct fv_export {
 	pthread_mutex_t mu;
 	struct node **tab; /* hash of node id, chained */
-	size_t nbuckets, nnodes, max_nodes;
+	size_t nbuckets, nnodes;
+	size_t ndirs, max_dirs; /* directory descriptors open, the limit */
 	struct node *root;
+	struct fv_export_logger log;
+	time_t enfile_logged;
 	struct handle *h;
 	size_t max_handles, nhandles;
 	uint32_t free_head; /* slot + 1, 0: none free */
@@ -146,61 +166,192 @@ static struct node *node_get(struct fv_export *x, uint64_t id)
 	return n;
 }
 
+static void node_free(struct node *n)
+{
+	if (n->fd >= 0)
+		close(n->fd);
+	free(n->name);
+	free(n);
+}
+
+/* Give back a reference; the last one of a node out of the table frees it,
+ * and so gives back the reference it held on its parent. */
 static void node_put(struct fv_export *x, struct node *n)
 {
-	pthread_mutex_lock(&x->mu);
-	bool last = --n->refs == 0 && n->gone;
-	pthread_mutex_unlock(&x->mu);
-	if (last) {
-		close(n->fd);
-		free(n);
+	while (n) {
+		pthread_mutex_lock(&x->mu);
+		bool last = --n->refs == 0 && n->gone;
+		if (last && n->fd >= 0)
+			x->ndirs--;
+		pthread_mutex_unlock(&x->mu);
+		if (!last)
+			return;
+		struct node *parent = n->parent;
+		node_free(n);
+		n = parent;
 	}
 }
 
-/* The node's current attributes; -ESTALE once its file is removed (the
- * client then looks the name up again and finds what replaced it). */
-static int node_stat(const struct node *n, struct stat *st)
+/* The parent of n (not a directory), with a reference, and n's name copied
+ * into name: a later lookup by another name may change both. */
+static struct node *node_where(struct fv_export *x, struct node *n, char name[FV_FS_NAME_MAX + 1])
 {
-	int rc = stat_fd(n->fd, st);
-	if (rc < 0)
+	pthread_mutex_lock(&x->mu);
+	struct node *p = n->parent;
+	p->refs++;
+	snprintf(name, FV_FS_NAME_MAX + 1, "%s", n->name);
+	pthread_mutex_unlock(&x->mu);
+	return p;
+}
+
+static bool same_file(const struct node *n, const struct stat *st)
+{
+	return st->st_dev == n->dev && st->st_ino == n->ino && st->st_nlink > 0;
+}
+
+/* The node's current attributes; -ESTALE once its file is removed, or (not
+ * a directory) its name no longer names it: the client then looks the name
+ * up again and finds what replaced it. One system call either way. */
+static int node_stat(struct fv_export *x, struct node *n, struct stat *st)
+{
+	int rc;
+	if (n->fd >= 0) {
+		rc = stat_fd(n->fd, st);
+	} else {
+		char nm[FV_FS_NAME_MAX + 1];
+		struct node *p = node_where(x, n, nm);
+		rc = fstatat(p->fd, nm, st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+		node_put(x, p);
+		if (rc == -ENOENT)
+			rc = -ESTALE;
+	}
+	if (rc == 0 && !same_file(n, st))
+		rc = -ESTALE;
+	return rc;
+}
+
+/* An O_PATH descriptor of node n into *fd: a directory's own (borrowed,
+ * *owned false), else its name opened again beneath its parent and checked
+ * (the caller closes it). -ESTALE as for node_stat. */
+static int node_fd(struct fv_export *x, struct node *n, int *fd, bool *owned)
+{
+	*owned = false;
+	if (n->fd >= 0) {
+		*fd = n->fd;
+		return 0;
+	}
+	char nm[FV_FS_NAME_MAX + 1];
+	struct stat st;
+	struct node *p = node_where(x, n, nm);
+	int f = open_beneath(p->fd, nm, O_PATH | O_NOFOLLOW);
+	node_put(x, p);
+	if (f < 0)
+		return f == -ENOENT ? -ESTALE : f;
+	int rc = stat_fd(f, &st);
+	if (rc == 0 && !same_file(n, &st))
+		rc = -ESTALE;
+	if (rc < 0) {
+		close(f);
 		return rc;
-	if (st->st_dev != n->dev || st->st_ino != n->ino || st->st_nlink == 0)
-		return -ESTALE;
+	}
+	*fd = f;
+	*owned = true;
 	return 0;
 }
 
-/* Count one lookup of the object fd (an O_PATH descriptor, which this call
- * takes over) with attributes st; its id into *id. */
-static int node_register(struct fv_export *x, int fd, const struct stat *st, uint64_t *id)
+static void log_enfile(struct fv_export *x, size_t ndirs) /* mu not held */
+{
+	char msg[256];
+	snprintf(msg, sizeof msg,
+		 "%zu directories known, as many as the descriptor limit allows: lookups answer ENFILE; "
+		 "raise the hard RLIMIT_NOFILE of fabvault-exportd (LimitNOFILE= in its unit)",
+		 ndirs);
+	x->log.fn(x->log.ud, LOG_ERR, msg);
+}
+
+/* Count one lookup of the object with attributes st, named name in
+ * directory node parent; fd is its O_PATH descriptor when it is a directory
+ * (this call takes it over), else -1. Its id into *id. */
+static int node_register(struct fv_export *x, struct node *parent, const char *name, int fd,
+			 const struct stat *st, uint64_t *id)
 {
 	uint64_t nid = id_of(x, st);
+	bool dir = S_ISDIR(st->st_mode);
 	struct node *fresh = calloc(1, sizeof *fresh);
+	char *nm = dir ? NULL : strdup(name);
+	struct node *put = NULL, *drop = NULL;
 	int rc = 0, to_close = fd;
+	bool say = false;
+	size_t ndirs = 0;
+	uint64_t carry = 0;
 	pthread_mutex_lock(&x->mu);
 	struct node **pp = slot_of(x, nid), *n = *pp;
+	if (n && n != x->root && n->dev == st->st_dev && n->ino == st->st_ino &&
+	    n->type != (st->st_mode & S_IFMT)) {
+		/* The file was removed and its inode number reused by another
+		 * kind of object: the id names the new one now, with the
+		 * lookups the client still counts. */
+		*pp = n->next;
+		x->nnodes--;
+		n->gone = true;
+		n->refs++;
+		drop = n;
+		carry = n->nlookup;
+		n = NULL;
+	}
 	if (n) {
 		if (n->dev != st->st_dev || n->ino != st->st_ino) {
 			rc = -EIO; /* two objects mapped to one id (st_dev beyond 24 bits) */
-		} else {
+		} else if (dir) {
 			n->nlookup++;
 			/* Keep the fresher descriptor: the old one may name a
-			 * removed file whose inode number was reused. */
+			 * removed directory whose inode number was reused. */
 			if (n->refs == 0 && n != x->root) {
 				to_close = n->fd;
 				n->fd = fd;
 			}
+		} else if (!nm) {
+			rc = -ENOMEM;
+		} else {
+			n->nlookup++;
+			/* the latest name wins: the one the client uses now */
+			if (n->parent != parent || strcmp(n->name, name) != 0) {
+				put = n->parent;
+				parent->refs++;
+				n->parent = parent;
+				free(n->name);
+				n->name = nm;
+				nm = NULL;
+			}
 		}
-	} else if (!fresh) {
+	} else if (!fresh || (!dir && !nm)) {
 		rc = -ENOMEM;
-	} else if (x->nnodes >= x->max_nodes) {
+	} else if (x->nnodes >= FV_EXPORT_MAX_NODES) {
 		rc = -ENFILE;
+	} else if (dir && x->ndirs >= x->max_dirs) {
+		rc = -ENFILE;
+		ndirs = x->ndirs;
+		time_t now = time(NULL);
+		if (x->log.fn && (x->enfile_logged == 0 || now - x->enfile_logged >= ENFILE_LOG_SECS)) {
+			x->enfile_logged = now;
+			say = true;
+		}
 	} else {
 		*fresh = (struct node){.id = nid,
 				       .dev = st->st_dev,
 				       .ino = st->st_ino,
 				       .type = st->st_mode & S_IFMT,
 				       .fd = fd,
-				       .nlookup = 1};
+				       .nlookup = carry + 1,
+				       .next = *pp};
+		if (dir) {
+			x->ndirs++;
+		} else {
+			fresh->parent = parent;
+			parent->refs++;
+			fresh->name = nm;
+			nm = NULL;
+		}
 		*pp = fresh;
 		fresh = NULL;
 		to_close = -1;
@@ -209,8 +360,13 @@ static int node_register(struct fv_export *x, int fd, const struct stat *st, uin
 	}
 	pthread_mutex_unlock(&x->mu);
 	free(fresh);
+	free(nm);
 	if (to_close >= 0)
 		close(to_close);
+	node_put(x, put);
+	node_put(x, drop);
+	if (say)
+		log_enfile(x, ndirs);
 	if (rc == 0)
 		*id = nid;
 	return rc;
@@ -273,7 +429,8 @@ int fv_export_open(const struct fv_export_opts *o, struct fv_export **out, struc
 		return fv_err_set(e, -ENOMEM, "out of memory");
 	pthread_mutex_init(&x->mu, NULL);
 	x->max_handles = o->max_handles ? o->max_handles : FV_FS_MAX_HANDLES;
-	x->max_nodes = o->max_nodes ? o->max_nodes : DEFAULT_MAX_NODES;
+	x->max_dirs = o->max_dirs ? o->max_dirs : DEFAULT_MAX_DIRS;
+	x->log = o->log;
 	x->nbuckets = 1024;
 	x->tab = calloc(x->nbuckets, sizeof(struct node *));
 	x->h = calloc(x->max_handles, sizeof *x->h);
@@ -317,6 +474,7 @@ int fv_export_open(const struct fv_export_opts *o, struct fv_export **out, struc
 				 .nlookup = 1};
 	*slot_of(x, FV_FS_ROOT) = x->root;
 	x->nnodes = 1;
+	x->ndirs = 1;
 	*out = x;
 	return 0;
 
@@ -333,12 +491,22 @@ void fv_export_close(struct fv_export *x)
 {
 	if (!x)
 		return;
+	/* Every node out of the table, then each reference given back: a
+	 * directory goes with the last node named in it, be it a known one or
+	 * one forgotten already. */
+	struct node *all = NULL;
 	for (size_t i = 0; i < x->nbuckets; i++) {
 		for (struct node *n = x->tab[i], *next; n; n = next) {
 			next = n->next;
-			close(n->fd);
-			free(n);
+			n->gone = true;
+			n->refs++;
+			n->next = all;
+			all = n;
 		}
+	}
+	for (struct node *n = all, *next; n; n = next) {
+		next = n->next;
+		node_put(x, n);
 	}
 	for (size_t i = 0; i < x->max_handles; i++)
 		if (x->h[i].fd >= 0)
@@ -357,6 +525,14 @@ size_t fv_export_nodes(struct fv_export *x)
 	return n;
 }
 
+size_t fv_export_dir_fds(struct fv_export *x)
+{
+	pthread_mutex_lock(&x->mu);
+	size_t n = x->ndirs;
+	pthread_mutex_unlock(&x->mu);
+	return n;
+}
+
 size_t fv_export_handles(struct fv_export *x)
 {
 	pthread_mutex_lock(&x->mu);
@@ -367,21 +543,30 @@ size_t fv_export_handles(struct fv_export *x)
 
 /* ---- operations --------------------------------------------------------- */
 
-/* Look name (NUL-terminated, checked) up beneath directory descriptor dirfd
- * and register it. */
-static int lookup_at(struct fv_export *x, int dirfd, const char *name, struct fv_fs_attr *a)
+/* Look name (NUL-terminated, one checked component) up beneath dirfd, a
+ * descriptor of directory node dir, and register it. A file costs one
+ * fstatat; only a directory is opened (and its attributes then are those
+ * of what was opened). */
+static int lookup_at(struct fv_export *x, struct node *dir, int dirfd, const char *name, struct fv_fs_attr *a)
 {
 	struct stat st;
 	uint64_t id;
-	int fd = open_beneath(dirfd, name, O_PATH | O_NOFOLLOW);
-	if (fd < 0)
-		return fd;
-	int rc = stat_fd(fd, &st);
-	if (rc < 0) {
-		close(fd);
-		return rc;
+	int fd = -1;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode)) {
+		if ((fd = open_beneath(dirfd, name, O_PATH | O_NOFOLLOW)) < 0)
+			return fd;
+		int rc = stat_fd(fd, &st);
+		if (rc < 0 || !S_ISDIR(st.st_mode)) {
+			/* replaced since the fstatat: register what is there now */
+			close(fd);
+			fd = -1;
+			if (rc < 0)
+				return rc;
+		}
 	}
-	rc = node_register(x, fd, &st, &id);
+	int rc = node_register(x, dir, name, fd, &st, &id);
 	if (rc == 0)
 		fv_fs_attr_from_stat(a, &st, id);
 	return rc;
@@ -397,7 +582,7 @@ int fv_export_lookup(struct fv_export *x, uint64_t parent, const char *name, siz
 	struct node *p = node_get(x, parent);
 	if (!p)
 		return -ESTALE;
-	int rc = S_ISDIR(p->type) ? lookup_at(x, p->fd, nm, a) : -ENOTDIR;
+	int rc = S_ISDIR(p->type) ? lookup_at(x, p, p->fd, nm, a) : -ENOTDIR;
 	node_put(x, p);
 	return rc;
 }
@@ -408,7 +593,7 @@ int fv_export_getattr(struct fv_export *x, uint64_t node, struct fv_fs_attr *a)
 	struct node *n = node_get(x, node);
 	if (!n)
 		return -ESTALE;
-	int rc = node_stat(n, &st);
+	int rc = node_stat(x, n, &st);
 	if (rc == 0)
 		fv_fs_attr_from_stat(a, &st, n->id);
 	node_put(x, n);
@@ -425,8 +610,8 @@ struct linux_dirent64 {
 
 /* Append the entries of the open directory dfd (positioned at the cookie)
  * to out; *count and *eof as in the reply. */
-static int list_dir(struct fv_export *x, int dfd, uint32_t max_bytes, struct fv_buf *out, uint32_t *count,
-		    bool *eof)
+static int list_dir(struct fv_export *x, struct node *dir, int dfd, uint32_t max_bytes, struct fv_buf *out,
+		    uint32_t *count, bool *eof)
 {
 	_Alignas(8) char dbuf[32768];
 	size_t used = 0;
@@ -448,7 +633,7 @@ static int list_dir(struct fv_export *x, int dfd, uint32_t max_bytes, struct fv_
 			if (*count == FV_FS_MAX_DIRENTS || used + need > max_bytes)
 				return *count ? 0 : -EINVAL;
 			struct fv_fs_attr a;
-			int rc = lookup_at(x, dfd, nm, &a);
+			int rc = lookup_at(x, dir, dfd, nm, &a);
 			if (rc == -ENOENT)
 				continue; /* removed since getdents: not listed */
 			if (rc < 0)
@@ -484,7 +669,7 @@ int fv_export_readdirplus(struct fv_export *x, uint64_t dir, uint64_t cookie, ui
 	}
 	fv_buf_u8(out, 0);
 	fv_buf_u32(out, 0);
-	rc = list_dir(x, dfd, max_bytes, out, &count, &eof);
+	rc = list_dir(x, n, dfd, max_bytes, out, &count, &eof);
 	if (rc == 0 && !fv_buf_ok(out))
 		rc = -ENOMEM;
 	if (rc == 0) {
@@ -500,10 +685,11 @@ out:
 	return rc;
 }
 
-static int reopen(const struct node *n, int flags)
+/* Open the inode of O_PATH descriptor pfd for real (no name looked up). */
+static int reopen(int pfd, int flags)
 {
 	char path[64];
-	snprintf(path, sizeof path, "/proc/self/fd/%d", n->fd);
+	snprintf(path, sizeof path, "/proc/self/fd/%d", pfd);
 	int fd = open(path, flags | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
@@ -512,20 +698,21 @@ int fv_export_open_node(struct fv_export *x, uint64_t node, uint32_t flags, uint
 			struct fv_fs_attr *a)
 {
 	struct stat st;
-	int fd = -1, rc;
+	int fd = -1, pfd = -1, rc;
+	bool owned = false;
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT)))
 		return -EROFS;
 	struct node *n = node_get(x, node);
 	if (!n)
 		return -ESTALE;
 	rc = S_ISDIR(n->type) ? -EISDIR : S_ISLNK(n->type) ? -ELOOP : !S_ISREG(n->type) ? -ENXIO : 0;
-	if (rc < 0)
+	if (rc < 0 || (rc = node_fd(x, n, &pfd, &owned)) < 0)
 		goto out;
 	/* O_NOATIME needs the file's owner or CAP_FOWNER: a backup read should
 	 * leave atime alone where it may. */
-	fd = reopen(n, O_RDONLY | O_NOATIME);
+	fd = reopen(pfd, O_RDONLY | O_NOATIME);
 	if (fd == -EPERM)
-		fd = reopen(n, O_RDONLY);
+		fd = reopen(pfd, O_RDONLY);
 	if (fd < 0) {
 		rc = fd;
 		goto out;
@@ -557,6 +744,8 @@ int fv_export_open_node(struct fv_export *x, uint64_t node, uint32_t flags, uint
 out:
 	if (fd >= 0)
 		close(fd);
+	if (owned)
+		close(pfd);
 	node_put(x, n);
 	return rc;
 }
@@ -611,15 +800,12 @@ int fv_export_forget(struct fv_export *x, uint64_t node, uint64_t nlookup)
 			*pp = n->next;
 			x->nnodes--;
 			n->gone = true;
-			if (n->refs == 0)
-				drop = n;
+			n->refs++; /* given back below: the last reference frees it */
+			drop = n;
 		}
 	}
 	pthread_mutex_unlock(&x->mu);
-	if (drop) {
-		close(drop->fd);
-		free(drop);
-	}
+	node_put(x, drop);
 	return 0;
 }
 
@@ -628,13 +814,16 @@ int fv_export_readlink(struct fv_export *x, uint64_t node, char *buf, size_t cap
 	struct node *n = node_get(x, node);
 	if (!n)
 		return -ESTALE;
-	int rc = -EINVAL;
-	if (S_ISLNK(n->type)) {
-		ssize_t r = readlinkat(n->fd, "", buf, cap);
+	int rc = -EINVAL, fd = -1;
+	bool owned = false;
+	if (S_ISLNK(n->type) && (rc = node_fd(x, n, &fd, &owned)) == 0) {
+		ssize_t r = readlinkat(fd, "", buf, cap);
 		rc = r < 0 ? -errno : (size_t)r >= cap ? -ENAMETOOLONG : 0;
 		if (rc == 0)
 			*len = (size_t)r;
 	}
+	if (owned)
+		close(fd);
 	node_put(x, n);
 	return rc;
 }
@@ -642,10 +831,16 @@ int fv_export_readlink(struct fv_export *x, uint64_t node, char *buf, size_t cap
 int fv_export_statfs(struct fv_export *x, uint64_t node, struct fv_export_statfs *st)
 {
 	struct statfs sf;
+	int fd = -1;
+	bool owned = false;
 	struct node *n = node_get(x, node);
 	if (!n)
 		return -ESTALE;
-	int rc = fstatfs(n->fd, &sf) < 0 ? -errno : 0;
+	int rc = node_fd(x, n, &fd, &owned);
+	if (rc == 0 && fstatfs(fd, &sf) < 0)
+		rc = -errno;
+	if (owned)
+		close(fd);
 	node_put(x, n);
 	if (rc < 0)
 		return rc;
@@ -667,18 +862,22 @@ static int xattr_call(struct fv_export *x, uint64_t node, const char *name, void
 		      uint32_t *len)
 {
 	char path[64];
+	int fd = -1;
+	bool owned = false;
 	struct node *n = node_get(x, node);
 	if (!n)
 		return -ESTALE;
 	int rc = -EOPNOTSUPP;
-	if (!S_ISLNK(n->type)) {
-		snprintf(path, sizeof path, "/proc/self/fd/%d", n->fd);
+	if (!S_ISLNK(n->type) && (rc = node_fd(x, n, &fd, &owned)) == 0) {
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
 		ssize_t r = name ? getxattr(path, name, size ? buf : NULL, size)
 				 : listxattr(path, size ? buf : NULL, size);
 		rc = r < 0 ? -errno : 0;
 		if (rc == 0)
 			*len = (uint32_t)r;
 	}
+	if (owned)
+		close(fd);
 	node_put(x, n);
 	return rc;
 }

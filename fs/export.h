@@ -15,9 +15,11 @@
  * client's requests arrive on several links, and a request retried on
  * another path must find its handles). The handle limit is server-wide.
  *
- * Resources: every known node holds one O_PATH descriptor, every handle one
- * O_RDONLY descriptor; raise RLIMIT_NOFILE (fabvault-exportd does) and size
- * max_nodes to it.
+ * Resources: a known directory (the root included) holds one O_PATH
+ * descriptor, every handle one O_RDONLY descriptor; other nodes hold none
+ * (their parent directory and name, found again on each use). So the
+ * descriptors in use are about the known directories plus the open handles:
+ * raise RLIMIT_NOFILE (fabvault-exportd does) and size max_dirs to it.
  *
  * Thread-safety: every function may be called from any number of threads at
  * once on one struct fv_export, except fv_export_close. The tables are under
@@ -35,11 +37,27 @@
 
 struct fv_export;
 
+/* Where the export's few log lines go (the library never prints); fn may be
+ * NULL. Called without any lock held, from the thread of the call. */
+struct fv_export_logger {
+	void (*fn)(void *ud, int prio, const char *msg);
+	void *ud;
+};
+
 struct fv_export_opts {
 	const char *root;   /* the exported directory (symbolic links in this path are followed) */
 	size_t max_handles; /* open handles at once (0: FV_FS_MAX_HANDLES); -EMFILE beyond */
-	size_t max_nodes;   /* known nodes at once (0: 1 << 20); LOOKUP -ENFILE beyond */
+	/* Directories known at once, the root included, each holding a
+	 * descriptor: size it to RLIMIT_NOFILE less max_handles and a reserve
+	 * (0: 1 << 20). Beyond it LOOKUP and READDIRPLUS answer -ENFILE and
+	 * log (LOG_ERR, at most once a minute) to raise LimitNOFILE. Other
+	 * nodes hold no descriptor: at most FV_EXPORT_MAX_NODES of them. */
+	size_t max_dirs;
+	struct fv_export_logger log;
 };
+
+/* Known nodes of every kind at once (memory only); -ENFILE beyond. */
+#define FV_EXPORT_MAX_NODES (1u << 24)
 
 /* Open the export root. Returns 0, or -ENOENT (missing), -ENOTDIR, -EACCES,
  * -ENOMEM with a message naming the directory in e. */
@@ -47,17 +65,24 @@ int fv_export_open(const struct fv_export_opts *o, struct fv_export **out, struc
 /* Close every descriptor and free x. No call may be running on x. */
 void fv_export_close(struct fv_export *x);
 
-/* Known nodes (the root included) and open handles, for tests and logs. */
+/* Known nodes (the root included), descriptors held by directory nodes
+ * (known ones, and forgotten ones a known node still names as its parent)
+ * and open handles, for tests and logs. */
 size_t fv_export_nodes(struct fv_export *x);
+size_t fv_export_dir_fds(struct fv_export *x);
 size_t fv_export_handles(struct fv_export *x);
 
 /* ---- operations (docs/protocol.md, "Operations") ---------------------------
  * Each returns 0 or a negative errno, the status the protocol answers.
- * Common errors: -ESTALE (node not known, or its file was removed), -EINVAL
- * (bad name), -ENOTDIR, -EBADF (handle not known), and what the file system
- * says (-ENOENT, -EACCES, ...). */
+ * Common errors: -ESTALE (node not known; its file was removed, or, for a
+ * node that is not a directory, renamed or replaced: such a node is found
+ * again by the name it was last looked up by), -EINVAL (bad name), -ENOTDIR,
+ * -EBADF (handle not known), and what the file system says (-ENOENT,
+ * -EACCES, ...). */
 
-/* The entry name[0..len) of directory parent; counts one lookup of the node. */
+/* The entry name[0..len) of directory parent; counts one lookup of the node.
+ * A node that is not a directory is found again later by this name in this
+ * parent (the latest lookup's, for a file with several links). */
 int fv_export_lookup(struct fv_export *x, uint64_t parent, const char *name, size_t len,
 		     struct fv_fs_attr *a);
 int fv_export_getattr(struct fv_export *x, uint64_t node, struct fv_fs_attr *a);
@@ -78,7 +103,8 @@ int fv_export_read(struct fv_export *x, uint64_t handle, uint64_t offset, uint32
 		   uint32_t *got);
 int fv_export_release(struct fv_export *x, uint64_t handle);
 /* Give back nlookup lookups of node; at none left the node is unknown (the
- * root stays). Unknown nodes are ignored: returns 0 always. */
+ * root stays; a directory's descriptor stays open while a known node is
+ * named in it). Unknown nodes are ignored: returns 0 always. */
 int fv_export_forget(struct fv_export *x, uint64_t node, uint64_t nlookup);
 /* The target of link node into buf (cap bytes), its length in *len. -EINVAL
  * when node is not a link. */

@@ -211,8 +211,8 @@ static int load_keys(struct exportd *d, const char *dir, struct fv_tp_node_key *
 	return EXIT_OK;
 }
 
-/* Every known node holds a descriptor: take all the hard limit allows, and
- * size the node table to it. */
+/* Every known directory holds a descriptor (files hold none): take all the
+ * hard limit allows, and size the directory limit to it. */
 static size_t raise_nofile(struct exportd *d)
 {
 	struct rlimit rl;
@@ -227,7 +227,7 @@ static size_t raise_nofile(struct exportd *d)
 	rlim_t nodes = rl.rlim_cur > reserve + 1024 ? rl.rlim_cur - reserve : 1024;
 	if (nodes > (1u << 24))
 		nodes = 1u << 24;
-	fv_log(&d->log, LOG_INFO, "descriptor limit %llu: up to %llu known nodes",
+	fv_log(&d->log, LOG_INFO, "descriptor limit %llu: up to %llu known directories",
 	       (unsigned long long)rl.rlim_cur, (unsigned long long)nodes);
 	return (size_t)nodes;
 }
@@ -321,7 +321,7 @@ static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path
 	struct fv_tp_server *s = NULL;
 	struct fv_err e = {0};
 	int rc;
-	struct fv_export_opts xo = {.root = c->export_dir, .max_nodes = raise_nofile(d)};
+	struct fv_export_opts xo = {.root = c->export_dir, .max_dirs = raise_nofile(d), .log = {tp_log, d}};
 	if (fv_export_open(&xo, &d->x, &e) < 0) {
 		fv_log(&d->log, LOG_ERR, "%s", e.msg);
 		return EXIT_EXPORT;

@@ -9,15 +9,17 @@
 
 #include "../common/buf.h"
 
-#define REPLY_SMALL 256     /* attr replies and the like */
-#define REPLY_MAX 65536     /* docs/transport.md: a control message */
-#define MAX_DEPTH 4096      /* path components of a node we re-resolve */
-#define FORGET_FLUSH_MS 500 /* a queued FORGET waits at most this long */
+#define REPLY_SMALL 256      /* attr replies and the like */
+#define REPLY_MAX 65536      /* docs/transport.md: a control message */
+#define MAX_DEPTH 4096       /* path components of a node we re-resolve */
+#define FORGET_FLUSH_MS 500  /* a queued FORGET waits at most this long */
+#define FORGET_DRAIN_MS 2000 /* fv_fsc_free waits this long for the last FORGETs */
 
 /* One node the kernel knows: enough to find it again by name. */
 struct node {
 	uint64_t id, parent;
 	uint64_t nlookup;
+	uint64_t extra; /* lookups the server counted for resolve(), given back with the last */
 	uint64_t csize; /* size and mtime at the last open (keep_cache) */
 	int64_t cmtime;
 	bool cvalid;
@@ -239,6 +241,20 @@ bool fv_fsc_cache_same(struct fv_fsc *c, uint64_t node, uint64_t size, int64_t m
 	return same;
 }
 
+/* A LOOKUP of resolve() counted one lookup of node on the server that the
+ * kernel does not know of: given back with the node's last FORGET, or now
+ * when the map does not hold it. */
+static void count_extra(struct fv_fsc *c, uint64_t node)
+{
+	pthread_mutex_lock(&c->mu);
+	struct node *n = find(c, node);
+	if (n)
+		n->extra++;
+	pthread_mutex_unlock(&c->mu);
+	if (!n)
+		fv_fsc_forget_server(c, node, 1);
+}
+
 /* Find node again by name from the root after the server forgot it: LOOKUP
  * every component of its path. 0 when the path names node again, -ESTALE
  * when it names another one (the file was replaced) or the map lost a link
@@ -265,13 +281,15 @@ static int resolve(struct fv_fsc *c, uint64_t node)
 	}
 	pthread_mutex_unlock(&c->mu);
 	uint64_t id = FV_FS_ROOT;
-	/* each LOOKUP here counts on the server; the kernel's later FORGETs of
-	 * these nodes give them back (the server clamps at zero) */
+	/* each LOOKUP here counts on the server: count_extra keeps it, to be
+	 * given back with the node (the server clamps at zero) */
 	for (size_t i = depth; rc == 0 && i-- > 0;) {
 		struct fv_fs_attr a = {0};
 		rc = lookup_raw(c, id, names[i], &a);
 		if (rc == -ENOENT)
 			rc = -ESTALE;
+		if (rc == 0)
+			count_extra(c, a.node);
 		id = a.node;
 	}
 	if (rc == 0 && id != node)
@@ -291,8 +309,67 @@ static bool stale_retry(struct fv_fsc *c, uint64_t node, int rc)
 
 /* ---- FORGET -------------------------------------------------------------- */
 
+/* The FORGETs sent at the end, counted until answered. Shared by the calls
+ * and the one who waits for them, and freed by the last of them: a call
+ * answered after the waiter gave up touches nothing freed. */
+struct drain {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned pending; /* calls not answered yet */
+	unsigned refs;    /* pending calls and the waiter */
+};
+
+static struct drain *drain_new(void)
+{
+	struct drain *d = calloc(1, sizeof *d);
+	pthread_condattr_t ca;
+	if (!d)
+		return NULL;
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	d->refs = 1;
+	return d;
+}
+
+/* One call answered (answered true) or the waiter gone (false). */
+static void drain_put(struct drain *d, bool answered)
+{
+	pthread_mutex_lock(&d->mu);
+	if (answered && --d->pending == 0)
+		pthread_cond_signal(&d->cv);
+	bool last = --d->refs == 0;
+	pthread_mutex_unlock(&d->mu);
+	if (last) {
+		pthread_cond_destroy(&d->cv);
+		pthread_mutex_destroy(&d->mu);
+		free(d);
+	}
+}
+
+/* Wait up to ms for every call of d; true when all were answered. */
+static bool drain_wait(struct drain *d, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000;
+	ts.tv_nsec %= 1000000000;
+	pthread_mutex_lock(&d->mu);
+	int rc = 0;
+	while (d->pending && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+	bool all = d->pending == 0;
+	pthread_mutex_unlock(&d->mu);
+	return all;
+}
+
 struct forget_call {
 	struct fv_tp_call call;
+	struct drain *drain; /* or NULL */
 	uint8_t rep[16];
 	uint8_t req[];
 };
@@ -301,16 +378,27 @@ static void forget_done(struct fv_tp_call *call)
 {
 	/* nothing to do on failure: a server that lost the connection forgot
 	 * these nodes already */
-	free(call->ud);
+	struct forget_call *f = call->ud;
+	if (f->drain)
+		drain_put(f->drain, true);
+	free(f);
 }
 
-/* Send ents[0..n) as one FORGET, asynchronously. */
-static void forget_send(struct fv_fsc *c, const struct forget_ent *ents, size_t n)
+/* Send ents[0..n) as one FORGET, asynchronously; counted in d when not
+ * NULL. */
+static void forget_send(struct fv_fsc *c, const struct forget_ent *ents, size_t n, struct drain *d)
 {
 	size_t len = 4 + 4 + n * 16;
 	struct forget_call *f = malloc(sizeof *f + len);
 	if (!f)
 		return;
+	f->drain = d;
+	if (d) {
+		pthread_mutex_lock(&d->mu);
+		d->pending++;
+		d->refs++;
+		pthread_mutex_unlock(&d->mu);
+	}
 	uint8_t *p = f->req;
 	p[0] = FV_FS_FORGET;
 	p[1] = FV_FS_VERSION;
@@ -327,16 +415,19 @@ static void forget_send(struct fv_fsc *c, const struct forget_ent *ents, size_t 
 				      .reply_cap = sizeof f->rep,
 				      .done = forget_done,
 				      .ud = f};
-	if (fv_tp_submit(c->tp, &f->call) < 0)
+	if (fv_tp_submit(c->tp, &f->call) < 0) {
+		if (d)
+			drain_put(d, true);
 		free(f);
+	}
 }
 
 /* Take the queue (under fmu) and send it. */
-static void flush_locked(struct fv_fsc *c)
+static void flush_locked(struct fv_fsc *c, struct drain *d)
 {
 	if (!c->nfq)
 		return;
-	forget_send(c, c->fq, c->nfq);
+	forget_send(c, c->fq, c->nfq, d);
 	c->nfq = 0;
 }
 
@@ -347,7 +438,7 @@ void fv_fsc_forget_server(struct fv_fsc *c, uint64_t node, uint64_t nlookup)
 	pthread_mutex_lock(&c->fmu);
 	c->fq[c->nfq++] = (struct forget_ent){node, nlookup};
 	if (c->nfq == FV_FS_MAX_FORGET)
-		flush_locked(c);
+		flush_locked(c, NULL);
 	pthread_mutex_unlock(&c->fmu);
 }
 
@@ -360,24 +451,66 @@ void fv_fsc_forget(struct fv_fsc *c, uint64_t node, uint64_t nlookup)
 	while (*pp && (*pp)->id != node)
 		pp = &(*pp)->next;
 	struct node *n = *pp;
+	uint64_t extra = 0;
 	if (n) {
 		n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
 		if (!n->nlookup) {
 			*pp = n->next;
 			c->nnodes--;
+			extra = n->extra;
 			free(n->name);
 			free(n);
 		}
 	}
 	pthread_mutex_unlock(&c->mu);
-	fv_fsc_forget_server(c, node, nlookup);
+	fv_fsc_forget_server(c, node, nlookup + extra);
 }
 
 void fv_fsc_forget_flush(struct fv_fsc *c)
 {
 	pthread_mutex_lock(&c->fmu);
-	flush_locked(c);
+	flush_locked(c, NULL);
 	pthread_mutex_unlock(&c->fmu);
+}
+
+int fv_fsc_forget_all(struct fv_fsc *c, int timeout_ms, size_t *nodes)
+{
+	struct forget_ent *v = NULL;
+	size_t n = 0;
+	int rc = 0;
+	struct drain *d = drain_new();
+	if (!d)
+		return -ENOMEM;
+	/* the map emptied at once: what it held belongs to the server now */
+	pthread_mutex_lock(&c->mu);
+	if (c->nnodes)
+		v = malloc(c->nnodes * sizeof *v);
+	for (size_t i = 0; v && i < c->nbuckets; i++) {
+		while (c->tab[i]) {
+			struct node *nd = c->tab[i];
+			c->tab[i] = nd->next;
+			v[n++] = (struct forget_ent){nd->id, nd->nlookup + nd->extra};
+			free(nd->name);
+			free(nd);
+		}
+	}
+	if (v)
+		c->nnodes = 0;
+	else if (c->nnodes)
+		rc = -ENOMEM;
+	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_lock(&c->fmu);
+	flush_locked(c, d);
+	pthread_mutex_unlock(&c->fmu);
+	for (size_t at = 0; at < n; at += FV_FS_MAX_FORGET)
+		forget_send(c, v + at, n - at < FV_FS_MAX_FORGET ? n - at : FV_FS_MAX_FORGET, d);
+	free(v);
+	if (nodes)
+		*nodes = n;
+	if (!drain_wait(d, timeout_ms) && rc == 0)
+		rc = -ETIMEDOUT;
+	drain_put(d, false);
+	return rc;
 }
 
 static void *flusher_main(void *arg)
@@ -391,7 +524,7 @@ static void *flusher_main(void *arg)
 		ts.tv_sec += ts.tv_nsec / 1000000000;
 		ts.tv_nsec %= 1000000000;
 		pthread_cond_timedwait(&c->fcv, &c->fmu, &ts);
-		flush_locked(c);
+		flush_locked(c, NULL);
 	}
 	pthread_mutex_unlock(&c->fmu);
 	return NULL;
@@ -435,7 +568,7 @@ void fv_fsc_free(struct fv_fsc *c)
 	pthread_cond_signal(&c->fcv);
 	pthread_mutex_unlock(&c->fmu);
 	pthread_join(c->flusher, NULL);
-	fv_fsc_forget_flush(c);
+	(void)fv_fsc_forget_all(c, FORGET_DRAIN_MS, NULL);
 	for (size_t i = 0; i < c->nbuckets; i++) {
 		while (c->tab[i]) {
 			struct node *n = c->tab[i];

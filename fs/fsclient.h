@@ -30,7 +30,8 @@ struct fv_fsc;
 /* Make a client over tp (not owned: the caller closes it after
  * fv_fsc_free). Starts the thread that flushes queued FORGETs. */
 int fv_fsc_new(struct fv_tp_client *tp, struct fv_fsc **out);
-/* Flush the queued FORGETs, stop the thread, free the node map. */
+/* Give every node back to the server (fv_fsc_forget_all, waiting up to two
+ * seconds), stop the thread, free the node map. */
 void fv_fsc_free(struct fv_fsc *c);
 /* The transport client, for bulk buffers and asynchronous READs. */
 struct fv_tp_client *fv_fsc_tp(struct fv_fsc *c);
@@ -47,6 +48,15 @@ void fv_fsc_forget(struct fv_fsc *c, uint64_t node, uint64_t nlookup);
 void fv_fsc_forget_server(struct fv_fsc *c, uint64_t node, uint64_t nlookup);
 /* Send the queued FORGETs now (asynchronously). */
 void fv_fsc_forget_flush(struct fv_fsc *c);
+/* At unmount, once the kernel sends nothing more but the transport is still
+ * up: send FORGET for every node of the map with its whole lookup count (in
+ * batches of FV_FS_MAX_FORGET) and for the queued ones, empty the map, and
+ * wait up to timeout_ms for the server's answers, so that it does not keep
+ * the nodes until it restarts. *nodes (may be NULL): the nodes of the map.
+ * Returns 0, -ETIMEDOUT when answers were missing at the timeout (a server
+ * that is gone forgot them anyway), -ENOMEM (the map is then left as it
+ * was, the queue sent). Best effort: calls after it see an empty map. */
+int fv_fsc_forget_all(struct fv_fsc *c, int timeout_ms, size_t *nodes);
 /* Count one lookup of a->node, named name in parent, in the node map: for
  * a READDIRPLUS entry passed on to the kernel. */
 int fv_fsc_note_lookup(struct fv_fsc *c, uint64_t parent, const char *name, size_t len,

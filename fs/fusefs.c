@@ -48,10 +48,11 @@ enum {
 };
 
 #define MAX_PATHS 16
-#define IO_MAX (1u << 20)     /* max_read: the most the kernel asks for at once */
-#define RA_CHUNK (1u << 20)   /* one read-ahead request */
-#define RA_MAX_SLOTS 16       /* read-ahead chunks per open file, at most */
-#define RA_BUDGET (64u << 20) /* read-ahead memory of the whole mount */
+#define IO_MAX (1u << 20)      /* max_read: the most the kernel asks for at once */
+#define RA_CHUNK (1u << 20)    /* one read-ahead request */
+#define RA_MAX_SLOTS 16        /* read-ahead chunks per open file, at most */
+#define RA_BUDGET (64u << 20)  /* read-ahead memory of the whole mount */
+#define FORGET_AT_EXIT_MS 2000 /* how long an unmount waits for its last FORGETs */
 
 /* ---- options ------------------------------------------------------------- */
 
@@ -1383,6 +1384,16 @@ int main(int argc, char **argv)
 	fs_log(&fs, LOG_INFO, "unmounting %s", s.mp);
 out_unmount:
 	fuse_session_unmount(se);
+	/* the kernel forgets nothing at unmount: give the server its nodes
+	 * back while the transport is up */
+	size_t given = 0;
+	int frc = fv_fsc_forget_all(fs.c, FORGET_AT_EXIT_MS, &given);
+	if (frc < 0)
+		fs_log(&fs, LOG_WARNING,
+		       "could not give %zu nodes back to the server (%s): it keeps them until it restarts",
+		       given, strerror(-frc));
+	else
+		fs_log(&fs, LOG_INFO, "gave %zu nodes back to the server", given);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_fsc:

@@ -89,7 +89,7 @@ static void fz_init(void)
 	mk(fz->root, "l", 'l');
 	mk(fz->root, "p", 'p');
 	/* a handle limit small enough for an input to reach it */
-	struct fv_export_opts o = {.root = fz->root, .max_handles = 8, .max_nodes = 64};
+	struct fv_export_opts o = {.root = fz->root, .max_handles = 8, .max_dirs = 64};
 	FUZZ_CHECK(fv_export_open(&o, &fz->x, &e) == 0);
 	char p[256];
 	snprintf(p, sizeof p, "%s/a", fz->root);

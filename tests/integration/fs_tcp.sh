@@ -4,8 +4,9 @@
 # hardlinks), stays read-only, serves many readers at once, sees a change on
 # the server after the attribute timeout, survives the server's restart (open
 # files and all), gives st_ino that survive a remount (a second `fabvault
-# snapshot` reads nothing), and fails with the documented exit status and a
-# clear message for each way a mount can fail.
+# snapshot` reads nothing), gives its nodes back at unmount (exportd's
+# descriptors return to what an idle server holds), and fails with the
+# documented exit status and a clear message for each way a mount can fail.
 . "$(dirname "$0")/lib.sh"
 need_cmd fusermount3
 [ -e /dev/fuse ] || skip "needs /dev/fuse"
@@ -37,6 +38,7 @@ unmount() {
 on_exit 'fusermount3 -u "$MNT" 2>/dev/null'
 
 gentree "$T/src"
+mkdir -p "$T/src/many-dirs/d"{00..39} # each known directory holds a descriptor in exportd
 sleep 1.2 # older than the files cache's one-second window
 mkdir "$MNT"
 
@@ -49,6 +51,24 @@ start_exportd() {
 }
 start_exportd
 on_exit 'kill "$(cat "$T/exportd.pid")" 2>/dev/null; sleep 0.2'
+
+# exportd_fds: the descriptors exportd holds now
+exportd_fds() {
+	find "/proc/$XPID/fd" -mindepth 1 -maxdepth 1 | wc -l
+}
+# fds_back WHAT: after an unmount, exportd's descriptors return within 5 s to
+# at most what an idle exportd holds (FD_IDLE) and a slack of 3: fabvault-fs
+# gave back every node it knew
+fds_back() {
+	local i n
+	for ((i = 0; i < 50; i++)); do
+		n=$(exportd_fds)
+		[ "$n" -le $((FD_IDLE + 3)) ] && return 0
+		sleep 0.1
+	done
+	fail "$1: exportd holds $n descriptors, $FD_IDLE when idle: the nodes were not given back at unmount"
+}
+FD_IDLE=$(exportd_fds)
 
 OPTS="paths=$P0+$P1,conf_dir=$T/b,attr_timeout=1,entry_timeout=1,timeout=20"
 
@@ -163,12 +183,15 @@ sleep 1.5
 fv_init "$T/repo"
 fv snapshot "$T/repo" "$MNT" --json >"$T/s1.json"
 [ "$(json_field read_bytes <"$T/s1.json")" -gt 0 ] || fail "the first snapshot read nothing"
+[ "$(exportd_fds)" -gt $((FD_IDLE + 40)) ] || fail "exportd holds $(exportd_fds) descriptors while the tree is walked: expected one per directory"
 kill "$FPID"
 wait "$FPID" 2>/dev/null || true
 unmount
+fds_back "after the first mount (the server restarted under it)"
 in_net_b "$FS" -o "$OPTS" 10.200.1.1:/ "$MNT"
 fv snapshot "$T/repo" "$MNT" --json >"$T/s2.json"
 assert_eq "$(json_field read_bytes <"$T/s2.json")" 0 "second snapshot read bytes"
 assert_eq "$(json_field errors <"$T/s2.json")" 0 "second snapshot errors"
 unmount
+fds_back "after the second mount"
 echo "fabvault-fs over TCP: ok"

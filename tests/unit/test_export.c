@@ -6,11 +6,13 @@
 #include "../../fs/export.h"
 #include "../harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdbool.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -808,6 +810,229 @@ FV_TEST(requests)
 	tree_free(&t);
 }
 
+/* ---- descriptors: only directories hold one ------------------------------------ */
+
+#define MANY_N 2000
+#define MANY_SUBDIRS 20
+
+static int open_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n - 3; /* ".", ".." and d's own */
+}
+
+struct logged {
+	int lines;
+	char last[256];
+};
+
+static void test_log(void *ud, int prio, const char *msg)
+{
+	struct logged *l = ud;
+	(void)prio;
+	l->lines++;
+	snprintf(l->last, sizeof l->last, "%s", msg);
+}
+
+/* MANY_N files (in "many/" and MANY_SUBDIRS directories below it) under a
+ * descriptor limit of 256: every file is looked up, stat'ed, listed and
+ * read, while the export holds a descriptor per directory only. */
+FV_TEST(few_descriptors)
+{
+	struct tree t;
+	struct rlimit old, low;
+	char p[512], rel[64];
+	FV_REQUIRE(tree_make(&t, 0));
+	at(&t, p, "many");
+	FV_REQUIRE(mkdir(p, 0755) == 0);
+	for (int d = 0; d < MANY_SUBDIRS; d++) {
+		snprintf(rel, sizeof rel, "many/d%02d", d);
+		at(&t, p, rel);
+		FV_REQUIRE(mkdir(p, 0755) == 0);
+	}
+	for (int i = 0; i < MANY_N; i++) {
+		snprintf(rel, sizeof rel, "many/d%02d/f%04d", i % MANY_SUBDIRS, i);
+		at(&t, p, rel);
+		FV_REQUIRE(write_file(p, 8 + (size_t)i % 50) == 0);
+	}
+	FV_REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
+	low = old;
+	low.rlim_cur = 256;
+	FV_REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	int fds0 = open_fds();
+
+	struct fv_fs_attr m, d[MANY_SUBDIRS], a, b;
+	uint8_t buf[64];
+	uint32_t got;
+	uint64_t h;
+	int ok = 0;
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "many", &m) == 0);
+	for (int k = 0; k < MANY_SUBDIRS; k++) {
+		snprintf(rel, sizeof rel, "d%02d", k);
+		FV_REQUIRE(lookup(&t, m.node, rel, &d[k]) == 0);
+	}
+	for (int i = 0; i < MANY_N; i++) {
+		snprintf(rel, sizeof rel, "f%04d", i);
+		if (lookup(&t, d[i % MANY_SUBDIRS].node, rel, &a) != 0 ||
+		    fv_export_getattr(t.x, a.node, &b) != 0 || b.size != 8 + (uint64_t)i % 50 ||
+		    fv_export_open_node(t.x, a.node, O_RDONLY, &h, &b) != 0)
+			continue;
+		if (fv_export_read(t.x, h, 0, sizeof buf, buf, &got) == 0 && got == 8 + (uint32_t)i % 50 &&
+		    buf[got - 1] == pattern(got - 1))
+			ok++;
+		fv_export_release(t.x, h);
+	}
+	FV_CHECK_EQ(ok, MANY_N);
+	/* listed too: one more lookup of each, no descriptor more */
+	int listed = 0;
+	for (int k = 0; k < MANY_SUBDIRS; k++) {
+		struct fv_buf out = {0};
+		FV_CHECK_EQ(fv_export_readdirplus(t.x, d[k].node, 0, FV_FS_MAX_DIRBYTES, &out), 0);
+		if (out.len >= 5)
+			listed += (int)fv_get_le32(out.data + 1);
+		fv_buf_free(&out);
+	}
+	FV_CHECK_EQ(listed, MANY_N);
+	FV_CHECK_EQ(fv_export_nodes(t.x), 1 + 1 + MANY_SUBDIRS + MANY_N);
+	FV_CHECK_EQ(fv_export_dir_fds(t.x), 1 + 1 + MANY_SUBDIRS);
+	FV_CHECK(open_fds() - fds0 <= 1 + MANY_SUBDIRS);
+	tree_free(&t);
+	FV_CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+
+	/* beyond max_dirs: ENFILE, and one log line naming the fix */
+	struct logged lg = {0};
+	FV_REQUIRE(tree_make(&t, 0));
+	at(&t, p, "many");
+	FV_REQUIRE(mkdir(p, 0755) == 0);
+	for (int k = 0; k < 4; k++) {
+		snprintf(rel, sizeof rel, "many/d%d", k);
+		at(&t, p, rel);
+		FV_REQUIRE(mkdir(p, 0755) == 0);
+	}
+	fv_export_close(t.x);
+	struct fv_export_opts o = {.root = t.root, .max_dirs = 3, .log = {test_log, &lg}};
+	struct fv_err e = {0};
+	FV_REQUIRE(fv_export_open(&o, &t.x, &e) == 0);
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "many", &m) == 0);
+	FV_CHECK_EQ(lookup(&t, m.node, "d0", &a), 0);
+	FV_CHECK_EQ(lookup(&t, m.node, "d1", &a), -ENFILE);
+	FV_CHECK_EQ(lookup(&t, m.node, "d2", &a), -ENFILE);
+	FV_CHECK_EQ(lg.lines, 1);
+	FV_CHECK(strstr(lg.last, "LimitNOFILE") != NULL);
+	/* files need none; a known directory is found again */
+	FV_CHECK_EQ(lookup(&t, FV_FS_ROOT, "file", &a), 0);
+	FV_CHECK_EQ(lookup(&t, m.node, "d0", &a), 0);
+	/* a listing stops at the first directory it cannot keep (d0 may come
+	 * before it) */
+	struct fv_buf out = {0};
+	int rc = fv_export_readdirplus(t.x, m.node, 0, FV_FS_MAX_DIRBYTES, &out);
+	FV_CHECK(rc == -ENFILE ||
+		 (rc == 0 && out.len > 5 && out.data[0] == 0 && fv_get_le32(out.data + 1) == 1));
+	fv_buf_free(&out);
+	FV_CHECK_EQ(fv_export_dir_fds(t.x), 3);
+	tree_free(&t);
+}
+
+/* A file renamed or replaced after its lookup is stale, a directory renamed
+ * is not; a hard link is found by the latest name it was looked up by; a
+ * file outlives the forgetting of its directory. */
+FV_TEST(names_and_parents)
+{
+	struct tree t;
+	FV_REQUIRE(tree_make(&t, 0));
+	struct fv_fs_attr dir, in, a, b;
+	char p[512], q[512], buf[64];
+	uint64_t h;
+	uint32_t got;
+	size_t len;
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "dir", &dir) == 0);
+	FV_REQUIRE(lookup(&t, dir.node, "inner", &in) == 0);
+	/* the directory renamed: its files still work (it holds a descriptor) */
+	at(&t, p, "dir");
+	at(&t, q, "dir2");
+	FV_REQUIRE(rename(p, q) == 0);
+	FV_CHECK_EQ(fv_export_getattr(t.x, in.node, &a), 0);
+	FV_CHECK_EQ(fv_export_open_node(t.x, in.node, O_RDONLY, &h, &a), 0);
+	FV_CHECK_EQ(fv_export_read(t.x, h, 0, 10, buf, &got), 0);
+	FV_CHECK_EQ(got, 10);
+	fv_export_release(t.x, h);
+	/* the file renamed: stale; looked up by its new name, the same node again */
+	at(&t, p, "dir2/inner");
+	at(&t, q, "dir2/inner2");
+	FV_REQUIRE(rename(p, q) == 0);
+	FV_CHECK_EQ(fv_export_getattr(t.x, in.node, &a), -ESTALE);
+	FV_CHECK_EQ(fv_export_open_node(t.x, in.node, O_RDONLY, &h, &a), -ESTALE);
+	FV_CHECK_EQ(fv_export_statfs(t.x, in.node, &(struct fv_export_statfs){0}), -ESTALE);
+	FV_CHECK_EQ(fv_export_listxattr(t.x, in.node, buf, sizeof buf, &got), -ESTALE);
+	FV_CHECK_EQ(lookup(&t, dir.node, "inner2", &a), 0);
+	FV_CHECK_EQ(a.node, in.node);
+	FV_CHECK_EQ(fv_export_getattr(t.x, in.node, &a), 0);
+	/* another file renamed over the name: stale, not the other file */
+	at(&t, p, "empty");
+	FV_REQUIRE(rename(p, q) == 0);
+	FV_CHECK_EQ(fv_export_getattr(t.x, in.node, &a), -ESTALE);
+	FV_CHECK_EQ(lookup(&t, dir.node, "inner2", &a), 0);
+	FV_CHECK(a.node != in.node && a.size == 0);
+	FV_CHECK_EQ(fv_export_forget(t.x, in.node, 2), 0);
+	/* a link replaced by a file of the same name: stale */
+	struct fv_fs_attr l;
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "link", &l) == 0);
+	at(&t, p, "link");
+	FV_REQUIRE(unlink(p) == 0 && write_file(p, 3) == 0);
+	FV_CHECK_EQ(fv_export_readlink(t.x, l.node, buf, sizeof buf, &len), -ESTALE);
+
+	/* hard links: the latest name counts */
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &a) == 0);
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "hard", &b) == 0);
+	FV_CHECK_EQ(a.node, b.node);
+	at(&t, p, "file");
+	at(&t, q, "file.old");
+	FV_REQUIRE(rename(p, q) == 0);
+	FV_CHECK_EQ(fv_export_getattr(t.x, a.node, &b), 0); /* "hard" still names it */
+	at(&t, p, "hard");
+	FV_REQUIRE(unlink(p) == 0);
+	FV_CHECK_EQ(fv_export_getattr(t.x, a.node, &b), -ESTALE);
+	FV_CHECK_EQ(lookup(&t, FV_FS_ROOT, "file.old", &b), 0);
+	FV_CHECK_EQ(b.node, a.node);
+	FV_CHECK_EQ(fv_export_getattr(t.x, a.node, &b), 0);
+	FV_CHECK_EQ(b.nlink, 1);
+
+	/* the parent forgotten while a file in it is known: the file works,
+	 * the directory's descriptor stays until the file is forgotten */
+	size_t fds = fv_export_dir_fds(t.x);
+	FV_REQUIRE(lookup(&t, dir.node, "inner2", &in) == 0);
+	FV_CHECK_EQ(fv_export_forget(t.x, dir.node, 1), 0);
+	FV_CHECK_EQ(fv_export_getattr(t.x, dir.node, &a), -ESTALE);
+	FV_CHECK_EQ(fv_export_dir_fds(t.x), fds);
+	FV_CHECK_EQ(fv_export_getattr(t.x, in.node, &a), 0);
+	FV_CHECK_EQ(fv_export_open_node(t.x, in.node, O_RDONLY, &h, &a), 0);
+	FV_CHECK_EQ(fv_export_read(t.x, h, 0, sizeof buf, buf, &got), 0);
+	fv_export_release(t.x, h);
+	/* the directory looked up again: a new descriptor, the file moves to it */
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "dir2", &a) == 0);
+	FV_CHECK_EQ(a.node, dir.node);
+	FV_CHECK_EQ(fv_export_dir_fds(t.x), fds + 1);
+	FV_REQUIRE(lookup(&t, a.node, "inner2", &b) == 0);
+	FV_CHECK_EQ(fv_export_dir_fds(t.x), fds);
+	FV_CHECK_EQ(fv_export_forget(t.x, in.node, 100), 0);
+	FV_CHECK_EQ(fv_export_forget(t.x, dir.node, 1), 0);
+	FV_CHECK_EQ(fv_export_dir_fds(t.x), fds - 1);
+	/* forgotten directory, file forgotten last: both go */
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "dir2", &dir) == 0);
+	FV_REQUIRE(lookup(&t, dir.node, "inner2", &in) == 0);
+	FV_CHECK_EQ(fv_export_forget(t.x, dir.node, 1), 0);
+	FV_CHECK_EQ(fv_export_dir_fds(t.x), fds);
+	FV_CHECK_EQ(fv_export_forget(t.x, in.node, 1), 0);
+	FV_CHECK_EQ(fv_export_dir_fds(t.x), fds - 1);
+	tree_free(&t);
+}
+
 /* ---- threads -------------------------------------------------------------------- */
 
 struct hammer {
@@ -1005,4 +1230,5 @@ FV_TEST(tcp_loopback)
 }
 
 FV_TESTS(every_kind, read_offsets, links_not_followed, bad_names, crafted_ids, read_only, handle_limit,
-	 forget, replaced_on_disk, malformed, readdir_cookies, requests, threads, tcp_loopback)
+	 forget, replaced_on_disk, malformed, readdir_cookies, requests, few_descriptors, names_and_parents,
+	 threads, tcp_loopback)
