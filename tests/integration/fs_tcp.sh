@@ -43,7 +43,7 @@ sleep 1.2 # older than the files cache's one-second window
 mkdir "$MNT"
 
 start_exportd() {
-	in_ns "$NS_A" true # checks the namespace; then without a subshell, so that $! is exportd
+	netns_check "$NS_A" # then without a subshell, so that $! is exportd
 	ip netns exec "$NS_A" "$EXPORTD" --export "$T/src" --listen "$P0,$P1" --conf-dir "$T/a" 2>>"$T/exportd.log" &
 	XPID=$!
 	echo "$XPID" >"$T/exportd.pid" # also when started from a subshell

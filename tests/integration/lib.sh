@@ -187,13 +187,21 @@ netns_pair() {
 	ip -n "$NS_B" link set lo up
 }
 
+# netns_check NS: fail unless NS is a namespace this test made and exists.
+netns_check() {
+	case $1 in fvt[AB]$$) ;; *) fail "'$1' is not a network namespace of this test" ;; esac
+	ip netns list | grep -qw "^$1" || fail "network namespace $1 does not exist"
+}
+
 # in_ns NS CMD...: run CMD inside network namespace NS, after checking that
-# NS is one this test made (never the host's network).
+# NS is one this test made (never the host's network). For a command in the
+# background, call netns_check and then `ip netns exec NS CMD &` yourself, so
+# that $! is the command's own pid (ip netns exec execs it) and a kill at
+# exit reaches it.
 in_ns() {
 	local ns=$1
 	shift
-	case $ns in fvt[AB]$$) ;; *) fail "in_ns: '$ns' is not a namespace of this test" ;; esac
-	ip netns list | grep -qw "^$ns" || fail "network namespace $ns does not exist"
+	netns_check "$ns"
 	ip netns exec "$ns" "$@"
 }
 

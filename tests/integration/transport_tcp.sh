@@ -12,7 +12,8 @@ cp "$T/a/node.pub" "$T/c/authorized_peers"
 TP=$FV_BUILD/tests/tpcheck
 P0=tcp://10.200.1.1:7420 P1=tcp://10.200.2.1:7420
 
-in_ns "$NS_A" "$FV_BIN" fabric serve --conf-dir "$T/a" --listen "$P0,$P1" 2>"$T/serve.log" &
+netns_check "$NS_A"
+ip netns exec "$NS_A" "$FV_BIN" fabric serve --conf-dir "$T/a" --listen "$P0,$P1" 2>"$T/serve.log" &
 on_exit "kill $! 2>/dev/null; wait $! 2>/dev/null"
 wait_for "$T/serve.log" "listening on $P1"
 
