@@ -140,9 +140,7 @@ static int getattr_raw(struct fv_fsc *c, uint64_t node, struct fv_fs_attr *a)
 {
 	uint8_t req[12], rep[REPLY_SMALL];
 	uint32_t rlen = 0;
-	req[0] = FV_FS_GETATTR;
-	req[1] = FV_FS_VERSION;
-	fv_put_le16(req + 2, 0);
+	fv_fs_req_put(req, FV_FS_GETATTR);
 	fv_put_le64(req + 4, node);
 	int rc = rpc(c, req, sizeof req, rep, sizeof rep, &rlen, NULL, 0, NULL);
 	return rc ? rc : attr_reply(rep, rlen, a);
@@ -400,9 +398,7 @@ static void forget_send(struct fv_fsc *c, const struct forget_ent *ents, size_t 
 		pthread_mutex_unlock(&d->mu);
 	}
 	uint8_t *p = f->req;
-	p[0] = FV_FS_FORGET;
-	p[1] = FV_FS_VERSION;
-	fv_put_le16(p + 2, 0);
+	fv_fs_req_put(p, FV_FS_FORGET);
 	fv_put_le32(p + 4, (uint32_t)n);
 	for (size_t i = 0; i < n; i++) {
 		fv_put_le64(p + 8 + i * 16, ents[i].node);
@@ -614,9 +610,7 @@ static int open_raw(struct fv_fsc *c, uint64_t node, uint32_t flags, uint64_t *h
 {
 	uint8_t req[16], rep[REPLY_SMALL];
 	uint32_t rlen = 0;
-	req[0] = FV_FS_OPEN;
-	req[1] = FV_FS_VERSION;
-	fv_put_le16(req + 2, 0);
+	fv_fs_req_put(req, FV_FS_OPEN);
 	fv_put_le64(req + 4, node);
 	fv_put_le32(req + 12, flags);
 	int rc = rpc(c, req, sizeof req, rep, sizeof rep, &rlen, NULL, 0, NULL);
@@ -651,9 +645,7 @@ void fv_fsc_release(struct fv_fsc *c, uint64_t handle)
 	} *r = malloc(sizeof *r);
 	if (!r)
 		return;
-	r->req[0] = FV_FS_RELEASE;
-	r->req[1] = FV_FS_VERSION;
-	fv_put_le16(r->req + 2, 0);
+	fv_fs_req_put(r->req, FV_FS_RELEASE);
 	fv_put_le64(r->req + 4, handle);
 	r->call = (struct fv_tp_call){.req = r->req,
 				      .req_len = sizeof r->req,
@@ -668,9 +660,7 @@ void fv_fsc_release(struct fv_fsc *c, uint64_t handle)
 
 void fv_fsc_read_req(uint8_t req[FV_FSC_READ_REQ], uint64_t handle, uint64_t off, uint32_t size)
 {
-	req[0] = FV_FS_READ;
-	req[1] = FV_FS_VERSION;
-	fv_put_le16(req + 2, 0);
+	fv_fs_req_put(req, FV_FS_READ);
 	fv_put_le64(req + 4, handle);
 	fv_put_le64(req + 12, off);
 	fv_put_le32(req + 20, size);
@@ -738,9 +728,7 @@ static int readdir_raw(struct fv_fsc *c, uint64_t dir, uint64_t cookie, struct f
 {
 	uint8_t req[24];
 	uint32_t rlen = 0;
-	req[0] = FV_FS_READDIRPLUS;
-	req[1] = FV_FS_VERSION;
-	fv_put_le16(req + 2, 0);
+	fv_fs_req_put(req, FV_FS_READDIRPLUS);
 	fv_put_le64(req + 4, dir);
 	fv_put_le64(req + 12, cookie);
 	fv_put_le32(req + 20, FV_FS_MAX_DIRBYTES);
@@ -798,9 +786,7 @@ static int readlink_raw(struct fv_fsc *c, uint64_t node, char *buf, size_t n)
 {
 	uint8_t req[12], rep[FV_FS_MAX_LINK + 16];
 	uint32_t rlen = 0;
-	req[0] = FV_FS_READLINK;
-	req[1] = FV_FS_VERSION;
-	fv_put_le16(req + 2, 0);
+	fv_fs_req_put(req, FV_FS_READLINK);
 	fv_put_le64(req + 4, node);
 	int rc = rpc(c, req, sizeof req, rep, sizeof rep, &rlen, NULL, 0, NULL);
 	if (rc)
@@ -830,9 +816,7 @@ static int statfs_raw(struct fv_fsc *c, uint64_t node, struct fv_fsc_statfs *s)
 {
 	uint8_t req[12], rep[REPLY_SMALL];
 	uint32_t rlen = 0;
-	req[0] = FV_FS_STATFS;
-	req[1] = FV_FS_VERSION;
-	fv_put_le16(req + 2, 0);
+	fv_fs_req_put(req, FV_FS_STATFS);
 	fv_put_le64(req + 4, node);
 	int rc = rpc(c, req, sizeof req, rep, sizeof rep, &rlen, NULL, 0, NULL);
 	if (rc)

@@ -1081,16 +1081,12 @@ static void kernel_readahead(struct fs *fs, const char *mp)
 
 static int exit_for(int code)
 {
-	switch (code) {
-	case -EACCES:
+	if (code == -EIO) /* a transport failure while mounting */
+		return EXIT_UNREACH;
+	switch (fv_tp_err_kind(code)) {
+	case FV_TP_ERR_AUTH:
 		return EXIT_AUTH;
-	case -ECONNREFUSED:
-	case -ETIMEDOUT:
-	case -EHOSTUNREACH:
-	case -ENETUNREACH:
-	case -ENODEV:
-	case -EADDRNOTAVAIL:
-	case -EIO:
+	case FV_TP_ERR_UNREACH:
 		return EXIT_UNREACH;
 	default:
 		return EXIT_ERROR;

@@ -11,6 +11,13 @@ void fv_fs_req_begin(struct fv_buf *b, uint8_t op)
 	fv_buf_u16(b, 0);
 }
 
+void fv_fs_req_put(uint8_t p[4], uint8_t op)
+{
+	p[0] = op;
+	p[1] = FV_FS_VERSION;
+	fv_put_le16(p + 2, 0);
+}
+
 int fv_fs_req_head(struct fv_rd *r, uint8_t *op)
 {
 	*op = fv_rd_u8(r);

@@ -50,6 +50,8 @@ struct fv_fs_attr {
 
 /* Start a request: op, version, reserved. */
 void fv_fs_req_begin(struct fv_buf *b, uint8_t op);
+/* The same into p[0..4) of a fixed-size request. */
+void fv_fs_req_put(uint8_t p[4], uint8_t op);
 /* Read a request head; returns 0 with *op, or -EPROTO (wrong version or
  * reserved bytes, short). */
 int fv_fs_req_head(struct fv_rd *r, uint8_t *op);

@@ -116,15 +116,10 @@ static int add_paths(struct fab *f, const char *arg, struct fv_tp_path *v, size_
 
 static int exit_for(int code)
 {
-	switch (code) {
-	case -EACCES:
+	switch (fv_tp_err_kind(code)) {
+	case FV_TP_ERR_AUTH:
 		return FV_EXIT_AUTH;
-	case -ECONNREFUSED:
-	case -ETIMEDOUT:
-	case -EHOSTUNREACH:
-	case -ENETUNREACH:
-	case -ENODEV:
-	case -EADDRNOTAVAIL:
+	case FV_TP_ERR_UNREACH:
 		return FV_EXIT_UNREACH;
 	default:
 		return FV_EXIT_ERROR;

@@ -653,6 +653,23 @@ void fv_tp_client_close(struct fv_tp_client *c)
 		stop_and_free(c, c->npaths, true);
 }
 
+int fv_tp_err_kind(int code)
+{
+	switch (code) {
+	case -EACCES:
+		return FV_TP_ERR_AUTH;
+	case -ECONNREFUSED:
+	case -ETIMEDOUT:
+	case -EHOSTUNREACH:
+	case -ENETUNREACH:
+	case -ENODEV:
+	case -EADDRNOTAVAIL:
+		return FV_TP_ERR_UNREACH;
+	default:
+		return FV_TP_ERR_OTHER;
+	}
+}
+
 struct fv_tp_buf *fv_tp_bulk_get(struct fv_tp_client *c, size_t size, int *err)
 {
 	return fv_tp_pool_get(&c->pool, size, err);

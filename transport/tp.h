@@ -50,6 +50,14 @@ struct fv_tp_client_opts {
  * naming the path when none does. Returns 0 or -errno. */
 int fv_tp_client_open(const struct fv_tp_client_opts *o, int wait_ms, struct fv_tp_client **out,
 		      struct fv_err *e);
+/* What an error of fv_tp_client_open means to a user, for exit codes. */
+enum fv_tp_err_kind {
+	FV_TP_ERR_OTHER = 0,
+	FV_TP_ERR_UNREACH, /* refused, timed out, no route, no device, address not ours */
+	FV_TP_ERR_AUTH,    /* a node key was refused, by either side */
+};
+int fv_tp_err_kind(int code);
+
 /* Stop every thread, fail the calls still in flight with -ECANCELED, free. */
 void fv_tp_client_close(struct fv_tp_client *c);
 
