@@ -59,7 +59,6 @@ struct path {
 
 struct fv_tp_client {
 	struct fv_tp_client_opts o;
-	struct fv_tp_path *addrs;
 	struct path *paths;
 	size_t npaths;
 	struct fv_tp_pool pool;
@@ -139,7 +138,6 @@ static void assign(struct fv_tp_client *c, struct path *p, struct fv_tp_call *ca
 		s++;
 	p->slots[s] = call;
 	call->id = (++c->seq << 16) | ((uint64_t)p->idx << 8) | s;
-	call->on_path = p->idx;
 	p->outstanding++;
 	p->out_bytes += call->req_len + call->bulk_cap;
 	p->sending++;
@@ -541,7 +539,6 @@ static void stop_and_free(struct fv_tp_client *c, size_t started, bool timer)
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	free(c->paths);
-	free(c->addrs);
 	free(c);
 }
 
@@ -568,11 +565,8 @@ int fv_tp_client_open(const struct fv_tp_client_opts *o, int wait_ms, struct fv_
 	if (!c->o.pool_bytes)
 		c->o.pool_bytes = 256u << 20;
 	c->npaths = o->npaths;
-	c->addrs = calloc(o->npaths, sizeof *c->addrs);
 	c->paths = calloc(o->npaths, sizeof *c->paths);
-	if (!c->addrs || !c->paths) {
-		free(c->addrs);
-		free(c->paths);
+	if (!c->paths) {
 		free(c);
 		return fv_err_set(e, -ENOMEM, "out of memory");
 	}

@@ -90,7 +90,6 @@ struct fv_tp_call {
 	struct fv_tp_call *next;
 	uint64_t id;
 	int64_t deadline_ns;
-	int on_path;
 	void *waiter;
 };
 
