@@ -133,8 +133,10 @@ static int load_keys(struct fab *f)
 	snprintf(kp, sizeof kp, "%s/node.key", f->conf);
 	snprintf(pp, sizeof pp, "%s/authorized_peers", f->conf);
 	if (fv_tp_key_load(f->keyfile ? f->keyfile : kp, &f->key, &e) < 0 ||
-	    fv_tp_peers_load(f->peersfile ? f->peersfile : pp, &f->peers, &e) < 0)
-		return cli_fail(f->c, &e, false);
+	    fv_tp_peers_load(f->peersfile ? f->peersfile : pp, &f->peers, &e) < 0) {
+		cli_fail(f->c, &e, false); /* a bad key file is an error (1), not usage */
+		return FV_EXIT_ERROR;
+	}
 	if (!f->peers.n) {
 		fv_log(&f->c->log, LOG_ERR, "%s lists no peer: add the peer's node.pub to it",
 		       f->peersfile ? f->peersfile : pp);

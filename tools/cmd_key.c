@@ -27,6 +27,14 @@ static const char key_help[] =
 	"      --json       machine-readable output\n"
 	"  -h, --help       this help\n\n" FV_EXIT_CODES_HELP;
 
+/* A key file that cannot be made or read is an error (exit 1), never a
+ * usage error, whatever the code (-EINVAL: not a key file). */
+static int key_fail(struct cli *c, const struct fv_err *e)
+{
+	cli_fail(c, e, false);
+	return FV_EXIT_ERROR;
+}
+
 int cmd_key(struct cli *c, int argc, char **argv)
 {
 	static const struct option lo[] = {{"dir", required_argument, NULL, OPT_DIR},
@@ -74,15 +82,15 @@ int cmd_key(struct cli *c, int argc, char **argv)
 		if (rc < 0) {
 			fv_err_set(&e, rc,
 				   "cannot generate a key: libsodium cannot start (no /dev/urandom?)");
-			return cli_fail(c, &e, false);
+			return key_fail(c, &e);
 		}
 		rc = fv_tp_key_save(&k, dir, name, force, &e);
 		if (rc < 0)
-			return cli_fail(c, &e, false);
+			return key_fail(c, &e);
 	} else if (!strcmp(sub, "show")) {
 		rc = fv_tp_key_load(path, &k, &e);
 		if (rc < 0)
-			return cli_fail(c, &e, false);
+			return key_fail(c, &e);
 	} else {
 		return cli_usage(c, "key", "unknown key command '%s' (gen-node or show)", sub);
 	}
