@@ -79,6 +79,42 @@ static bool is_stale(const struct fv_lock_owner *me, const struct fv_lock_owner 
 	return st != 0 && o->start != 0 && st != o->start;
 }
 
+/* Make `lock` appear with its whole content at once, so that a process killed
+ * while taking the lock never leaves an empty or half-written lock file that
+ * nobody could judge stale: the content goes into an unnamed file (O_TMPFILE),
+ * or where the filesystem has none a file named for our pid, which is then
+ * linked as `lock`; link(2) fails with EEXIST if the lock is held. `named`
+ * skips O_TMPFILE (used when /proc is missing). */
+static int publish(int repofd, const char *line, size_t n, bool named)
+{
+	char tmp[64] = "";
+	int fd = named ? -1 : openat(repofd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		snprintf(tmp, sizeof tmp, "lock.%ld.tmp", (long)getpid());
+		unlinkat(repofd, tmp, 0); /* left by a dead process that had our pid */
+		fd = openat(repofd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return -errno;
+	}
+	int rc = fv_write_full(fd, line, n);
+	if (rc < 0)
+		goto out;
+	if (tmp[0]) {
+		rc = linkat(repofd, tmp, repofd, LOCK_NAME, 0) < 0 ? -errno : 0;
+	} else {
+		char proc[64];
+		snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+		rc = linkat(AT_FDCWD, proc, repofd, LOCK_NAME, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	}
+out:
+	close(fd);
+	if (tmp[0])
+		unlinkat(repofd, tmp, 0);
+	else if (rc == -ENOENT)
+		return publish(repofd, line, n, true); /* no /proc: go by name */
+	return rc;
+}
+
 int fv_lock_acquire(int repofd, const char *path, bool *took_stale, struct fv_lock_owner *stale_owner,
 		    struct fv_err *e)
 {
@@ -88,19 +124,12 @@ int fv_lock_acquire(int repofd, const char *path, bool *took_stale, struct fv_lo
 	int n = snprintf(line, sizeof line, "%s %ld %llu\n", me.host, me.pid, me.start);
 	*took_stale = false;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		int fd = openat(repofd, LOCK_NAME, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (fd >= 0) {
-			int rc = fv_write_full(fd, line, (size_t)n);
-			close(fd);
-			if (rc < 0) {
-				unlinkat(repofd, LOCK_NAME, 0);
-				return fv_err_sys(e, rc, "cannot write lock file in %s", path);
-			}
+		int rc = publish(repofd, line, (size_t)n, false);
+		if (rc == 0)
 			return 0;
-		}
-		if (errno != EEXIST)
-			return fv_err_sys(e, -errno, "cannot create lock file in %s", path);
-		int rc = fv_lock_read(repofd, &o);
+		if (rc != -EEXIST)
+			return fv_err_sys(e, rc, "cannot create lock file in %s", path);
+		rc = fv_lock_read(repofd, &o);
 		if (rc == -ENOENT)
 			continue; /* released meanwhile */
 		if (rc == 0 && is_stale(&me, &o) && attempt == 0) {
