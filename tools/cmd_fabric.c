@@ -38,6 +38,8 @@ enum {
 	OPT_TIMEOUT,
 	OPT_VERIFY,
 	OPT_DEAD,
+	OPT_POLL,
+	OPT_SPIN,
 };
 
 #define MAX_PATHS 16
@@ -60,6 +62,8 @@ static const char fabric_help[] =
 	"      --mode MODE       integrity or encrypt (default: encrypt on TCP, integrity on RDMA)\n"
 	"      --timeout MS      how long to wait for a path to come up (default 5000)\n"
 	"      --dead-time MS    silence after which a path is declared dead (default 800)\n"
+	"      --poll-us US      RDMA polling mode: poll the completion queue this long\n"
+	"                        before sleeping (default 0: event-driven)\n"
 	"  serve:\n"
 	"      --listen PATH     address to listen on (repeatable); required\n"
 	"      --require-encrypt refuse integrity-only sessions (answer them with encrypt)\n"
@@ -69,6 +73,8 @@ static const char fabric_help[] =
 	"      --count N         requests per path (default 10)\n"
 	"      --interval MS     pause between requests (default 200; 0: back to back)\n"
 	"      --size BYTES      request size (default 64)\n"
+	"      --spin-us US      busy-wait this long for a quick reply before sleeping\n"
+	"                        (default 50; 0: always sleep)\n"
 	"  bench:\n"
 	"      --seconds S       duration of each measurement (default 5)\n"
 	"      --size BYTES      bulk bytes per request (default 1048576)\n"
@@ -85,7 +91,7 @@ struct fab {
 	const char *conf, *keyfile, *peersfile, *port_file;
 	struct fv_tp_path paths[MAX_PATHS], listen[MAX_PATHS];
 	size_t npaths, nlisten;
-	int mode, timeout_ms, dead_ms, threads, count, interval_ms, inflight;
+	int mode, timeout_ms, dead_ms, threads, count, interval_ms, inflight, poll_us, spin_us;
 	double seconds;
 	uint64_t size;
 	bool require_enc, verify, size_set;
@@ -226,6 +232,7 @@ static int serve(struct fab *f)
 				      .nlisten = f->nlisten,
 				      .require_encrypt = f->require_enc,
 				      .threads = f->threads,
+				      .poll_us = f->poll_us,
 				      .handler = handler,
 				      .inline_handler =
 					      true, /* FV_FAB_SLOW answers from a thread of its own */
@@ -262,6 +269,8 @@ static int open_client(struct fab *f, const struct fv_tp_path *paths, size_t n, 
 				      .npaths = n,
 				      .mode = f->mode,
 				      .dead_ms = f->dead_ms,
+				      .poll_us = f->poll_us,
+				      .spin_us = f->spin_us,
 				      .log = {log_fn, f->c}};
 	struct fv_err e = {0};
 	int rc = fv_tp_client_open(&o, f->timeout_ms, cl, &e);
@@ -574,6 +583,8 @@ int cmd_fabric(struct cli *c, int argc, char **argv)
 					   {"timeout", required_argument, NULL, OPT_TIMEOUT},
 					   {"verify", no_argument, NULL, OPT_VERIFY},
 					   {"dead-time", required_argument, NULL, OPT_DEAD},
+					   {"poll-us", required_argument, NULL, OPT_POLL},
+					   {"spin-us", required_argument, NULL, OPT_SPIN},
 					   FV_COMMON_LONGOPTS};
 	struct fab f = {.c = c,
 			.conf = "/etc/fabvault",
@@ -644,6 +655,14 @@ int cmd_fabric(struct cli *c, int argc, char **argv)
 		case OPT_DEAD:
 			if ((rc = parse_int(&f, "--dead-time", optarg, 100, 600000, &v)) < 0)
 				f.dead_ms = (int)v;
+			break;
+		case OPT_POLL:
+			if ((rc = parse_int(&f, "--poll-us", optarg, 0, 1000000, &v)) < 0)
+				f.poll_us = (int)v;
+			break;
+		case OPT_SPIN:
+			if ((rc = parse_int(&f, "--spin-us", optarg, 0, 1000000, &v)) < 0)
+				f.spin_us = v ? (int)v : -1; /* the client's 0 means "default" */
 			break;
 		case OPT_REQUIRE_ENC:
 			f.require_enc = true;

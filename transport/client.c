@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,16 +67,21 @@ struct fv_tp_client {
 	pthread_cond_t cv;                /* path state changes, sending drops to 0, closing */
 	struct fv_tp_call *qhead, *qtail; /* calls waiting for a path */
 	_Atomic bool closing;
+	int64_t spin_ns;         /* fv_tp_client_opts.spin_us; 0: never */
+	_Atomic int64_t sync_ns; /* moving average of fv_tp_call's latency */
 	uint64_t seq;
 	pthread_t timer;
 	int first_err;
 	struct fv_err first_e;
 };
 
+/* A synchronous caller: state goes WAITING -> DONE (seen while spinning: no
+ * lock, no wake-up) or WAITING -> SLEEPING -> DONE (signalled under mu). */
+enum { W_WAITING, W_SLEEPING, W_DONE };
 struct waiter {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	bool done;
+	_Atomic int state;
 };
 
 static void sleep_ms(struct fv_tp_client *c, int ms)
@@ -213,25 +219,64 @@ int fv_tp_submit(struct fv_tp_client *c, struct fv_tp_call *call)
 static void wake(struct fv_tp_call *call)
 {
 	struct waiter *w = call->waiter;
+	if (atomic_exchange(&w->state, W_DONE) != W_SLEEPING)
+		return; /* the caller is spinning and sees it, or has not looked yet */
 	pthread_mutex_lock(&w->mu);
-	w->done = true;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* Busy-wait up to limit_ns for w to be done. The CPU is given up now and
+ * then (sched_yield returns at once when nothing else wants it), so that on a
+ * busy machine the thread that completes the call is not kept waiting. */
+static bool spin(struct waiter *w, int64_t start, int64_t limit_ns)
+{
+	for (unsigned i = 1;; i++) {
+		if (atomic_load_explicit(&w->state, memory_order_acquire) == W_DONE)
+			return true;
+		cpu_relax();
+		if (!(i & 63)) {
+			if (fv_tp_now_ns() - start >= limit_ns)
+				return false;
+			sched_yield();
+		}
+	}
+}
+
 int fv_tp_call(struct fv_tp_client *c, struct fv_tp_call *call)
 {
-	struct waiter w = {.done = false};
+	struct waiter w = {.state = W_WAITING};
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
 	call->done = wake;
 	call->waiter = &w;
+	int64_t start = fv_tp_now_ns();
 	int rc = fv_tp_submit(c, call);
 	if (rc == 0) {
-		pthread_mutex_lock(&w.mu);
-		while (!w.done)
-			pthread_cond_wait(&w.cv, &w.mu);
-		pthread_mutex_unlock(&w.mu);
+		/* spin only while calls have been quick: a call that outlasts
+		 * the spin would waste it */
+		int64_t avg = atomic_load_explicit(&c->sync_ns, memory_order_relaxed);
+		if (!(c->spin_ns && avg < c->spin_ns && spin(&w, start, c->spin_ns))) {
+			pthread_mutex_lock(&w.mu);
+			int expect = W_WAITING;
+			if (atomic_compare_exchange_strong(&w.state, &expect, W_SLEEPING))
+				while (atomic_load(&w.state) != W_DONE)
+					pthread_cond_wait(&w.cv, &w.mu);
+			pthread_mutex_unlock(&w.mu);
+		}
+		/* average over ~8 calls; a long call ends spinning until quick
+		 * calls bring the average down again */
+		int64_t took = fv_tp_now_ns() - start;
+		atomic_store_explicit(&c->sync_ns, avg + (took - avg) / 8, memory_order_relaxed);
 		rc = call->status;
 	}
 	pthread_mutex_destroy(&w.mu);
@@ -389,8 +434,10 @@ static void *path_main(void *arg)
 	struct path *p = arg;
 	struct fv_tp_client *c = p->c;
 	const struct fv_tp_ops *ops = fv_tp_ops_for(p->addr.kind);
-	struct fv_tp_link_cfg cfg = {
-		.credits = CLIENT_CREDITS, .timeout_ms = c->o.connect_timeout_ms, .pool = &c->pool};
+	struct fv_tp_link_cfg cfg = {.credits = CLIENT_CREDITS,
+				     .timeout_ms = c->o.connect_timeout_ms,
+				     .pool = &c->pool,
+				     .poll_us = c->o.poll_us};
 	bool logged = false;
 	while (!c->closing) {
 		struct fv_err e = {0};
@@ -564,6 +611,7 @@ int fv_tp_client_open(const struct fv_tp_client_opts *o, int wait_ms, struct fv_
 		c->o.connect_timeout_ms = 2000;
 	if (!c->o.pool_bytes)
 		c->o.pool_bytes = 256u << 20;
+	c->spin_ns = c->o.spin_us < 0 ? 0 : (int64_t)(c->o.spin_us ? c->o.spin_us : 50) * 1000;
 	c->npaths = o->npaths;
 	c->paths = calloc(o->npaths, sizeof *c->paths);
 	if (!c->paths) {

@@ -36,6 +36,8 @@ struct fv_tp_link_cfg {
 	struct fv_tp_pool *pool; /* bulk buffers: a backend with a reg op attaches the link to
 				  * it in connect/accept (fv_tp_pool_attach) and detaches it
 				  * in free. May be NULL. */
+	int poll_us;             /* RDMA: recv busy-polls its completion queue this long
+				  * before it sleeps on the completion channel (0: never) */
 };
 
 /* One received frame, as recv returns it. */

@@ -133,6 +133,7 @@ struct tp_rdma_link {
 	uint32_t nrecv;
 	bool rarmed;
 	unsigned racks;
+	int64_t poll_ns; /* polling mode: busy-poll this long before sleeping (0: never) */
 
 	/* send side: posted by the one sending thread, reaped by any (see
 	 * "Reaping"); everything from sposted on is under smu */
@@ -176,11 +177,25 @@ static struct tp_rdma_link *link_of(struct fv_tp_link *l)
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static int64_t now_ms(void)
+static int64_t now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t now_ms(void)
+{
+	return now_ns() / 1000000;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
 }
 
 /* Milliseconds left until deadline (-1: none) for poll(). */
@@ -448,6 +463,9 @@ static int tp_rdma_recv(struct fv_tp_link *lk, struct fv_tp_rx *rx, int timeout_
 	};
 	(void)dst; /* the bulk is already placed by the peer's RDMA WRITE */
 	(void)ud;
+	/* polling mode: look at the CQ without sleeping for a while first; a
+	 * completion that comes meanwhile costs no interrupt and no wake-up */
+	int64_t poll_until = l->poll_ns ? now_ns() + l->poll_ns : 0;
 	for (;;) {
 		if (atomic_load(&l->shut))
 			return -ECONNRESET;
@@ -463,6 +481,10 @@ static int tp_rdma_recv(struct fv_tp_link *lk, struct fv_tp_rx *rx, int timeout_
 			return take_recv(l, &wc, rx);
 		if (was_down)
 			return -ECONNRESET;
+		if (poll_until && now_ns() < poll_until) {
+			cpu_relax();
+			continue;
+		}
 		if (!l->rarmed) {
 			/* arm, then look again: a completion may have come
 			 * between the poll and the arming */
@@ -858,6 +880,7 @@ static int link_setup(struct tp_rdma_link *l, const struct fv_tp_link_cfg *cfg, 
 	l->write_max = pa.max_msg_sz < FV_FRAME_MAX_BULK ? pa.max_msg_sz : FV_FRAME_MAX_BULK;
 	uint32_t wr_per_frame = 1 + (uint32_t)((FV_FRAME_MAX_BULK + l->write_max - 1) / l->write_max);
 	l->nrecv = (cfg->credits ? cfg->credits : 64) + RECV_EXTRA;
+	l->poll_ns = cfg->poll_us > 0 ? (int64_t)cfg->poll_us * 1000 : 0;
 	l->nslots = l->nrecv < SEND_SLOTS_MIN ? SEND_SLOTS_MIN : l->nrecv;
 	/* room for every slot's frame at its largest; a device with fewer WRs
 	 * makes big bulks wait for each other, not fail */

@@ -444,7 +444,10 @@ int fv_tp_server_open(const struct fv_tp_server_opts *o, struct fv_tp_server **o
 		ls->s = s;
 		ls->addr = o->listen[i];
 		ls->ops = fv_tp_ops_for(ls->addr.kind);
-		struct fv_tp_link_cfg cfg = {.credits = s->o.credits, .timeout_ms = 5000, .pool = &s->pool};
+		struct fv_tp_link_cfg cfg = {.credits = s->o.credits,
+					     .timeout_ms = 5000,
+					     .pool = &s->pool,
+					     .poll_us = s->o.poll_us};
 		if ((rc = ls->ops->listen(&ls->addr, &cfg, &ls->l, e)) < 0)
 			goto fail;
 	}

@@ -41,6 +41,18 @@ struct fv_tp_client_opts {
 	int dead_ms;            /* silence after which a link is dead (0: 800) */
 	int connect_timeout_ms; /* one connection attempt (0: 2000) */
 	size_t pool_bytes;      /* bulk buffer memory (0: 256 MiB) */
+	/* How long fv_tp_call busy-waits for its reply before it sleeps, in
+	 * microseconds (0: 50; < 0: never). It spins only while recent
+	 * synchronous calls completed within that time, so calls that take
+	 * long (bulk transfers, a slow server) never burn a CPU: a sleep and a
+	 * wake-up cost tens of microseconds on an idle machine, a whole round
+	 * trip over the fabric a few. */
+	int spin_us;
+	/* RDMA polling mode: a path thread busy-polls its completion queue for
+	 * this many microseconds before it sleeps on the completion channel
+	 * (0: never, the default: event-driven). Saves the wake-up of the
+	 * thread that receives the reply, at the cost of a CPU while it polls. */
+	int poll_us;
 	struct fv_tp_logger log;
 };
 
@@ -97,7 +109,8 @@ struct fv_tp_call {
  * failure). Returns 0, or -EINVAL (bad sizes, bulk not from the pool) without
  * calling done. */
 int fv_tp_submit(struct fv_tp_client *c, struct fv_tp_call *call);
-/* Send call and wait for its completion; returns call->status. */
+/* Send call and wait for its completion (busy-waiting first, see spin_us);
+ * returns call->status. */
 int fv_tp_call(struct fv_tp_client *c, struct fv_tp_call *call);
 
 /* State of each path, for `fabric status` and tests. */
@@ -132,6 +145,7 @@ struct fv_tp_server_opts {
 	uint32_t credits;     /* requests in flight per link (0: 64) */
 	size_t pool_bytes;    /* bulk buffer memory (0: 256 MiB) */
 	int idle_ms;          /* close a link silent this long (0: 30000) */
+	int poll_us;          /* RDMA polling mode on every link, as in fv_tp_client_opts */
 	bool inline_handler;  /* the handler never blocks (it answers at once, or passes the
 			       * request to a thread of its own): call it on the link's
 			       * connection thread, saving a thread hand-off per request */

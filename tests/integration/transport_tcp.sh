@@ -45,6 +45,12 @@ in_ns "$NS_B" bash -c 'exec 3<>/dev/tcp/10.200.1.1/7420; head -c 4096 /dev/urand
 wait_for "$T/serve.log" 'malformed frame|bad magic'
 in_ns "$NS_B" "$FV_BIN" fabric ping --conf-dir "$T/b" --count 3 --interval 0 "$P0,$P1" >"$T/ping.out"
 grep -c 'tcp://10.200' "$T/ping.out" | grep -qx 2 || fail "ping after garbage: $(cat "$T/ping.out")"
+# callers that never spin (every reply wakes a sleeping caller) and that spin long
+for spin in 0 100000; do
+	in_ns "$NS_B" "$FV_BIN" fabric ping --conf-dir "$T/b" --count 200 --interval 0 --spin-us $spin --json "$P0,$P1" >"$T/spin.json"
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [p["ok"] for p in d] == [200, 200], d' "$T/spin.json" ||
+		fail "ping --spin-us $spin: $(cat "$T/spin.json")"
+done
 
 echo "--- ping and bench: JSON per path"
 in_ns "$NS_B" "$FV_BIN" fabric ping --conf-dir "$T/b" --count 5 --interval 0 --json "$P0,$P1" >"$T/ping.json"
@@ -78,4 +84,8 @@ assert_exit 2 "$FV_BIN" fabric ping --conf-dir "$T/b" 'udp://10.200.1.1'
 assert_stderr 'not of the form|unknown kind'
 assert_exit 2 "$FV_BIN" fabric bench --conf-dir "$T/b" --size 0 "$P0"
 assert_exit 2 "$FV_BIN" fabric serve --conf-dir "$T/a"
+assert_exit 2 "$FV_BIN" fabric ping --conf-dir "$T/b" --spin-us abc "$P0"
+assert_stderr 'spin-us wants a whole number'
+assert_exit 2 "$FV_BIN" fabric ping --conf-dir "$T/b" --poll-us -1 "$P0"
+assert_stderr 'poll-us wants a whole number'
 echo "transport over TCP: ok"
