@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +84,8 @@ struct fv_export {
 	time_t enfile_logged;
 	struct handle *h;
 	size_t max_handles, nhandles;
-	uint32_t free_head; /* slot + 1, 0: none free */
+	uint32_t free_head;                       /* slot + 1, 0: none free */
+	atomic_uint_least64_t ops[FV_EXPORT_OPS]; /* requests by op (0: malformed or unknown) */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -533,6 +535,12 @@ size_t fv_export_dir_fds(struct fv_export *x)
 	return n;
 }
 
+void fv_export_op_counts(struct fv_export *x, uint64_t counts[FV_EXPORT_OPS])
+{
+	for (size_t i = 0; i < FV_EXPORT_OPS; i++)
+		counts[i] = atomic_load_explicit(&x->ops[i], memory_order_relaxed);
+}
+
 size_t fv_export_handles(struct fv_export *x)
 {
 	pthread_mutex_lock(&x->mu);
@@ -694,17 +702,14 @@ static int reopen(int pfd, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
-int fv_export_open_node(struct fv_export *x, uint64_t node, uint32_t flags, uint64_t *handle,
-			struct fv_fs_attr *a)
+/* Open regular file node for reading: a descriptor in *fd, checked to be
+ * the node's file, and its stat in *st. */
+static int open_file(struct fv_export *x, struct node *n, uint32_t flags, int *fdp, struct stat *st)
 {
-	struct stat st;
 	int fd = -1, pfd = -1, rc;
 	bool owned = false;
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT)))
 		return -EROFS;
-	struct node *n = node_get(x, node);
-	if (!n)
-		return -ESTALE;
 	rc = S_ISDIR(n->type) ? -EISDIR : S_ISLNK(n->type) ? -ELOOP : !S_ISREG(n->type) ? -ENXIO : 0;
 	if (rc < 0 || (rc = node_fd(x, n, &pfd, &owned)) < 0)
 		goto out;
@@ -717,14 +722,28 @@ int fv_export_open_node(struct fv_export *x, uint64_t node, uint32_t flags, uint
 		rc = fd;
 		goto out;
 	}
-	if (fstat(fd, &st) < 0) {
+	if (fstat(fd, st) < 0) {
 		rc = -errno;
 		goto out;
 	}
-	if (st.st_dev != n->dev || st.st_ino != n->ino || st.st_nlink == 0 || !S_ISREG(st.st_mode)) {
+	if (st->st_dev != n->dev || st->st_ino != n->ino || st->st_nlink == 0 || !S_ISREG(st->st_mode)) {
 		rc = -ESTALE;
 		goto out;
 	}
+	*fdp = fd;
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (owned)
+		close(pfd);
+	return rc;
+}
+
+/* Make fd a handle (it is the handle's from now on, or closed). */
+static int handle_add(struct fv_export *x, int fd, uint64_t *handle)
+{
+	int rc = 0;
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	pthread_mutex_lock(&x->mu);
 	if (x->free_head) {
@@ -739,13 +758,97 @@ int fv_export_open_node(struct fv_export *x, uint64_t node, uint32_t flags, uint
 		rc = -EMFILE;
 	}
 	pthread_mutex_unlock(&x->mu);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int fv_export_open_node(struct fv_export *x, uint64_t node, uint32_t flags, uint64_t *handle,
+			struct fv_fs_attr *a)
+{
+	struct stat st;
+	int fd = -1;
+	struct node *n = node_get(x, node);
+	if (!n)
+		return -ESTALE;
+	int rc = open_file(x, n, flags, &fd, &st);
+	if (rc == 0 && (rc = handle_add(x, fd, handle)) == 0)
+		fv_fs_attr_from_stat(a, &st, n->id);
+	node_put(x, n);
+	return rc;
+}
+
+static ssize_t pread_full(int fd, void *buf, size_t n)
+{
+	size_t done = 0;
+	while (done < n) {
+		ssize_t r = pread(fd, (char *)buf + done, n - done, (off_t)done);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+static bool same_version(const struct stat *a, const struct stat *b)
+{
+	return a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+int fv_export_open_inline(struct fv_export *x, uint64_t node, uint32_t flags, uint32_t max_inline,
+			  uint64_t *handle, struct fv_fs_attr *a, void *buf, uint32_t *len)
+{
+	struct stat st, st2;
+	int fd = -1;
+	*handle = 0;
+	*len = 0;
+	struct node *n = node_get(x, node);
+	if (!n)
+		return -ESTALE;
+	int rc = open_file(x, n, flags, &fd, &st);
+	if (rc < 0)
+		goto out;
+	/* The bytes go out only when the file did not change while they were
+	 * read: same size, mtime and ctime before and after (docs/protocol.md).
+	 * A file being written is tried again, then sent with no bytes. */
+	for (int tries = 0; max_inline && tries < 3; tries++) {
+		size_t want = (uint64_t)st.st_size < max_inline ? (size_t)st.st_size : max_inline;
+		ssize_t got = pread_full(fd, buf, want);
+		if (got < 0) {
+			rc = (int)got;
+			goto out;
+		}
+		if (fstat(fd, &st2) < 0) {
+			rc = -errno;
+			goto out;
+		}
+		bool same = same_version(&st, &st2) && (size_t)got == want;
+		st = st2;
+		if (same) {
+			*len = (uint32_t)got;
+			break;
+		}
+	}
+	if ((uint64_t)*len == (uint64_t)st.st_size && (*len || max_inline)) {
+		close(fd); /* all of it is in the reply: no handle */
+		fd = -1;
+	} else {
+		rc = handle_add(x, fd, handle);
+		fd = -1;
+		if (rc < 0)
+			*len = 0;
+	}
 	if (rc == 0)
 		fv_fs_attr_from_stat(a, &st, n->id);
 out:
 	if (fd >= 0)
 		close(fd);
-	if (owned)
-		close(pfd);
 	node_put(x, n);
 	return rc;
 }
@@ -959,6 +1062,31 @@ static int req_open(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
 	return rc;
 }
 
+static int req_open_inline(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
+{
+	struct fv_fs_open_inline o = {0};
+	uint64_t node = fv_rd_u64(r);
+	uint32_t flags = fv_rd_u32(r), max = fv_rd_u32(r);
+	if (!decoded(r) || max > FV_FS_MAX_INLINE)
+		return -EPROTO;
+	/* the bytes are read straight into the reply, after its fixed part */
+	size_t at = rep->len;
+	uint8_t *p = fv_buf_grow(rep, FV_FS_OPEN_INLINE_FIXED - 4 + max);
+	if (!fv_buf_ok(rep))
+		return -ENOMEM;
+	int rc = fv_export_open_inline(x, node, flags, max, &o.handle, &o.attr,
+				       p + FV_FS_OPEN_INLINE_FIXED - 4, &o.len);
+	rep->len = at;
+	if (rc == 0) {
+		o.data = NULL; /* already in place */
+		fv_buf_u64(rep, o.handle);
+		fv_fs_attr_put(rep, &o.attr);
+		fv_buf_u32(rep, o.len);
+		rep->len += o.len;
+	}
+	return rc;
+}
+
 static int req_read(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep, struct fv_export_bulk *bulk)
 {
 	uint64_t handle = fv_rd_u64(r), off = fv_rd_u64(r);
@@ -1087,6 +1215,7 @@ int fv_export_request(struct fv_export *x, const void *req, size_t len, struct f
 	bulk->len = 0;
 	fv_buf_u32(reply, 0);
 	int rc = fv_fs_req_head(&r, &op);
+	atomic_fetch_add_explicit(&x->ops[rc == 0 && op < FV_EXPORT_OPS ? op : 0], 1, memory_order_relaxed);
 	if (rc == 0 && op >= FV_FS_WRITE_OPS_FIRST && op <= FV_FS_WRITE_OPS_LAST)
 		rc = -EROFS;
 	else if (rc == 0) {
@@ -1102,6 +1231,9 @@ int fv_export_request(struct fv_export *x, const void *req, size_t len, struct f
 			break;
 		case FV_FS_OPEN:
 			rc = req_open(x, &r, reply);
+			break;
+		case FV_FS_OPEN_INLINE:
+			rc = req_open_inline(x, &r, reply);
 			break;
 		case FV_FS_READ:
 			rc = req_read(x, &r, reply, bulk);

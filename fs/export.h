@@ -71,6 +71,11 @@ void fv_export_close(struct fv_export *x);
 size_t fv_export_nodes(struct fv_export *x);
 size_t fv_export_dir_fds(struct fv_export *x);
 size_t fv_export_handles(struct fv_export *x);
+/* Requests fv_export_request has seen, by op: counts[op] for op numbers
+ * below FV_EXPORT_OPS, counts[0] for those that did not decode a head or
+ * had a higher op. For logs and tests; relaxed counters, any thread. */
+#define FV_EXPORT_OPS 48
+void fv_export_op_counts(struct fv_export *x, uint64_t counts[FV_EXPORT_OPS]);
 
 /* ---- operations (docs/protocol.md, "Operations") ---------------------------
  * Each returns 0 or a negative errno, the status the protocol answers.
@@ -101,6 +106,14 @@ int fv_export_open_node(struct fv_export *x, uint64_t node, uint32_t flags, uint
  * of the file. */
 int fv_export_read(struct fv_export *x, uint64_t handle, uint64_t offset, uint32_t size, void *buf,
 		   uint32_t *got);
+/* Open a regular file like fv_export_open_node and read its first bytes,
+ * up to max_inline (≤ FV_FS_MAX_INLINE), into buf: *len of them, 0 when the
+ * file changed while they were read (size, mtime or ctime; tried three
+ * times). When they are the whole file (*len equals a->size, and
+ * max_inline > 0) no handle is kept: *handle is 0. Else *handle is a
+ * handle, as of fv_export_open_node. */
+int fv_export_open_inline(struct fv_export *x, uint64_t node, uint32_t flags, uint32_t max_inline,
+			  uint64_t *handle, struct fv_fs_attr *a, void *buf, uint32_t *len);
 int fv_export_release(struct fv_export *x, uint64_t handle);
 /* Give back nlookup lookups of node; at none left the node is unknown (the
  * root stays; a directory's descriptor stays open while a known node is

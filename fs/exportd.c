@@ -313,6 +313,30 @@ static int write_port_file(struct exportd *d, const char *file, struct fv_tp_ser
 	return EXIT_OK;
 }
 
+/* One line of the requests served, by op (those not zero), at the end:
+ * what a client's workload cost in round trips. */
+static void log_op_counts(struct exportd *d)
+{
+	static const char *const names[] = {"malformed", "LOOKUP",    "GETATTR",    "READDIRPLUS", "OPEN",
+					    "READ",      "RELEASE",   "FORGET",     "READLINK",    "STATFS",
+					    "GETXATTR",  "LISTXATTR", "OPEN_INLINE"};
+	uint64_t n[FV_EXPORT_OPS];
+	char line[1024];
+	size_t len = 0;
+	fv_export_op_counts(d->x, n);
+	for (size_t i = 0; i < FV_EXPORT_OPS && len < sizeof line - 64; i++) {
+		if (!n[i])
+			continue;
+		if (i < sizeof names / sizeof names[0])
+			len += (size_t)snprintf(line + len, sizeof line - len, " %s=%llu", names[i],
+						(unsigned long long)n[i]);
+		else
+			len += (size_t)snprintf(line + len, sizeof line - len, " op%zu=%llu", i,
+						(unsigned long long)n[i]);
+	}
+	fv_log(&d->log, LOG_INFO, "requests served:%s", len ? line : " none");
+}
+
 /* Serve until SIGTERM or SIGINT. Returns an exit status. */
 static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path *listen, size_t nlisten)
 {
@@ -364,6 +388,7 @@ static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path
 	fv_log(&d->log, LOG_NOTICE, "stopping (signal %d)", sig);
 out_server:
 	fv_tp_server_close(s);
+	log_op_counts(d);
 out_export:
 	fv_export_close(d->x);
 	d->x = NULL;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,6 +44,8 @@ struct fv_fsc {
 	size_t nfq;
 	bool stop;
 	pthread_t flusher;
+
+	atomic_bool no_inline; /* the server answered OPEN_INLINE -ENOSYS */
 };
 
 int fv_fsc_tp_errno(int status)
@@ -629,6 +632,60 @@ int fv_fsc_open(struct fv_fsc *c, uint64_t node, uint32_t flags, uint64_t *handl
 	if (stale_retry(c, node, rc))
 		rc = open_raw(c, node, flags, handle, a);
 	return rc;
+}
+
+static int open_inline_raw(struct fv_fsc *c, uint64_t node, uint32_t flags, uint32_t max_inline,
+			   struct fv_fs_open_inline *o, uint8_t *rep)
+{
+	uint8_t req[20];
+	uint32_t rlen = 0;
+	fv_fs_req_put(req, FV_FS_OPEN_INLINE);
+	fv_put_le64(req + 4, node);
+	fv_put_le32(req + 12, flags);
+	fv_put_le32(req + 16, max_inline);
+	int rc = rpc(c, req, sizeof req, rep, FV_FS_OPEN_INLINE_FIXED + max_inline, &rlen, NULL, 0, NULL);
+	if (rc)
+		return rc;
+	struct fv_rd r;
+	reply_rd(&r, rep, rlen);
+	return fv_fs_open_inline_get(&r, max_inline, o);
+}
+
+int fv_fsc_open_inline(struct fv_fsc *c, uint64_t node, uint32_t flags, uint32_t max_inline,
+		       struct fv_fs_open_inline *o, uint8_t **buf)
+{
+	*buf = NULL;
+	memset(o, 0, sizeof *o);
+	if (max_inline > FV_FS_MAX_INLINE)
+		max_inline = FV_FS_MAX_INLINE;
+	if (max_inline == 0 || atomic_load(&c->no_inline))
+		return fv_fsc_open(c, node, flags, &o->handle, &o->attr);
+	uint8_t *rep = malloc(FV_FS_OPEN_INLINE_FIXED + max_inline);
+	if (!rep)
+		return -ENOMEM;
+	int rc = open_inline_raw(c, node, flags, max_inline, o, rep);
+	if (stale_retry(c, node, rc))
+		rc = open_inline_raw(c, node, flags, max_inline, o, rep);
+	if (rc == -ENOSYS) {
+		/* a server of before OPEN_INLINE: plain OPEN from now on */
+		atomic_store(&c->no_inline, true);
+		free(rep);
+		memset(o, 0, sizeof *o);
+		return fv_fsc_open(c, node, flags, &o->handle, &o->attr);
+	}
+	if (rc) {
+		free(rep);
+		memset(o, 0, sizeof *o);
+		return rc;
+	}
+	/* keep only what the bytes need: the data stays at its offset */
+	size_t at = (size_t)(o->data - rep);
+	uint8_t *small = realloc(rep, FV_FS_OPEN_INLINE_FIXED + o->len);
+	if (small)
+		rep = small;
+	o->data = rep + at;
+	*buf = rep;
+	return 0;
 }
 
 static void release_done(struct fv_tp_call *call)

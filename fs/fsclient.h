@@ -69,6 +69,14 @@ bool fv_fsc_cache_same(struct fv_fsc *c, uint64_t node, uint64_t size, int64_t m
 
 /* OPEN node read-only: *handle and a (the attr at open time). */
 int fv_fsc_open(struct fv_fsc *c, uint64_t node, uint32_t flags, uint64_t *handle, struct fv_fs_attr *a);
+/* OPEN_INLINE (docs/protocol.md): OPEN node asking for up to max_inline
+ * (≤ FV_FS_MAX_INLINE) of its first bytes along. o->handle is 0 when the
+ * whole file came (nothing to RELEASE). *buf (the caller frees it) holds
+ * the reply, o->data points into it (NULL when max_inline is 0). A server
+ * without OPEN_INLINE (-ENOSYS, once) is asked OPEN from then on, with no
+ * bytes. */
+int fv_fsc_open_inline(struct fv_fsc *c, uint64_t node, uint32_t flags, uint32_t max_inline,
+		       struct fv_fs_open_inline *o, uint8_t **buf);
 /* RELEASE handle (a lost handle is not an error). */
 void fv_fsc_release(struct fv_fsc *c, uint64_t handle);
 /* READ size bytes at off of handle into bulk (from fv_tp_bulk_get, at least

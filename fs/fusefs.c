@@ -28,6 +28,7 @@
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/log.h"
@@ -48,11 +49,12 @@ enum {
 };
 
 #define MAX_PATHS 16
-#define IO_MAX (1u << 20)      /* max_read: the most the kernel asks for at once */
-#define RA_CHUNK (1u << 20)    /* one read-ahead request */
-#define RA_MAX_SLOTS 16        /* read-ahead chunks per open file, at most */
-#define RA_BUDGET (64u << 20)  /* read-ahead memory of the whole mount */
-#define FORGET_AT_EXIT_MS 2000 /* how long an unmount waits for its last FORGETs */
+#define IO_MAX (1u << 20)         /* max_read: the most the kernel asks for at once */
+#define RA_CHUNK (1u << 20)       /* one read-ahead request */
+#define RA_MAX_SLOTS 16           /* read-ahead chunks per open file, at most */
+#define RA_BUDGET (64u << 20)     /* read-ahead memory of the whole mount */
+#define INLINE_BUDGET (64u << 20) /* OPEN_INLINE bytes held by open files, whole mount */
+#define FORGET_AT_EXIT_MS 2000    /* how long an unmount waits for its last FORGETs */
 
 /* ---- options ------------------------------------------------------------- */
 
@@ -170,7 +172,8 @@ struct fs {
 	double attr_timeout, entry_timeout;
 	int ra_slots;
 	uint32_t max_read;
-	atomic_size_t ra_bytes; /* read-ahead buffers held, all files */
+	atomic_size_t ra_bytes;     /* read-ahead buffers held, all files */
+	atomic_size_t inline_bytes; /* OPEN_INLINE replies held (and asked for), all files */
 };
 
 static void fs_log(struct fs *fs, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -491,6 +494,17 @@ struct fh {
 	uint64_t ra_next;  /* where the next read-ahead chunk starts */
 	int busy;          /* slots in flight */
 	int readers;       /* fs_read calls past their reply: release waits for them */
+	/* The first bytes of the file that came with OPEN_INLINE, served
+	 * instead of READs until iuntil_ns (the attribute timeout after the
+	 * open: the kernel's own view of the file is that old anyway). When
+	 * they are the whole file (iwhole) the server holds no handle (handle
+	 * 0) until a read goes past them or comes later. */
+	uint8_t *ibuf; /* the reply holding them (fv_fsc_open_inline), or NULL */
+	const uint8_t *idata;
+	uint32_t ilen;
+	size_t iheld; /* bytes counted in fs->inline_bytes */
+	bool iwhole;
+	int64_t iuntil_ns; /* CLOCK_MONOTONIC */
 	struct slot slot[RA_MAX_SLOTS];
 };
 
@@ -592,14 +606,16 @@ static void slots_fill(struct fh *f, uint64_t end)
 			slot_start(f, &f->slot[i]);
 }
 
-/* Open the node again after the server lost our handle (a reconnect): once
- * for all the readers that saw the old generation. */
+/* Open the node again after the server lost our handle (a reconnect), or
+ * for the first time when OPEN_INLINE brought the whole file and a read
+ * needs the server after all: once for all the readers that saw the old
+ * generation. */
 static int fh_reopen(struct fh *f, uint32_t seen_gen)
 {
 	uint64_t h;
 	struct fv_fs_attr a;
 	pthread_mutex_lock(&f->mu);
-	bool done = f->gen != seen_gen;
+	bool done = f->gen != seen_gen, first = f->handle == 0;
 	pthread_mutex_unlock(&f->mu);
 	if (done)
 		return 0;
@@ -615,7 +631,9 @@ static int fh_reopen(struct fh *f, uint32_t seen_gen)
 	pthread_mutex_unlock(&f->mu);
 	if (h)
 		fv_fsc_release(f->fs->c, h); /* another reader was first */
-	fs_log(f->fs, LOG_INFO, "node %llu: opened again after a reconnect", (unsigned long long)f->node);
+	if (!first)
+		fs_log(f->fs, LOG_INFO, "node %llu: opened again after a reconnect",
+		       (unsigned long long)f->node);
 	return 0;
 }
 
@@ -628,6 +646,11 @@ static int fh_read_sync(struct fh *f, uint64_t off, uint32_t size, struct fv_tp_
 		uint64_t h = f->handle;
 		uint32_t g = f->gen;
 		pthread_mutex_unlock(&f->mu);
+		if (h == 0) { /* the whole file came inline: no handle yet */
+			if ((rc = fh_reopen(f, g)) < 0)
+				return rc;
+			continue;
+		}
 		rc = fv_fsc_read(f->fs->c, h, off, size, buf, got);
 		if (rc != -EBADF)
 			return rc;
@@ -637,10 +660,30 @@ static int fh_read_sync(struct fh *f, uint64_t off, uint32_t size, struct fv_tp_
 	return rc ? rc : -EIO;
 }
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Free an open file no reader uses any more, and its server handle. */
+static void fh_free(struct fh *f)
+{
+	struct fs *fs = f->fs;
+	if (f->handle)
+		fv_fsc_release(fs->c, f->handle);
+	free(f->ibuf);
+	atomic_fetch_sub(&fs->inline_bytes, f->iheld);
+	pthread_mutex_destroy(&f->mu);
+	pthread_cond_destroy(&f->cv);
+	free(f);
+}
+
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fuse_req_userdata(req);
-	struct fv_fs_attr a;
+	struct fv_fs_open_inline o;
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_CREAT | O_APPEND))) {
 		fuse_reply_err(req, EROFS);
 		return;
@@ -650,33 +693,57 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	int rc = fv_fsc_open(fs->c, ino, O_RDONLY, &f->handle, &a);
+	/* The first bytes come along while the mount holds little of them,
+	 * and only when attributes are cached at all (they are served for
+	 * attr_timeout). */
+	const size_t most = FV_FS_OPEN_INLINE_FIXED + FV_FS_MAX_INLINE; /* a whole reply */
+	uint32_t want = 0;
+	size_t reserved = 0;
+	if (fs->attr_timeout > 0) {
+		if (atomic_fetch_add(&fs->inline_bytes, most) + most <= INLINE_BUDGET) {
+			want = FV_FS_MAX_INLINE;
+			reserved = most;
+		} else {
+			atomic_fetch_sub(&fs->inline_bytes, most);
+		}
+	}
+	int64_t t0 = mono_ns();
+	int rc = fv_fsc_open_inline(fs->c, ino, O_RDONLY, want, &o, &f->ibuf);
+	if (rc == 0 && f->ibuf && (o.len || o.handle == 0)) {
+		f->idata = o.data;
+		f->ilen = o.len;
+		f->iwhole = o.handle == 0;
+		f->iheld = FV_FS_OPEN_INLINE_FIXED + o.len;
+		f->iuntil_ns = t0 + (int64_t)(fs->attr_timeout * 1e9);
+	} else {
+		free(f->ibuf); /* no bytes: nothing to keep */
+		f->ibuf = NULL;
+	}
+	atomic_fetch_sub(&fs->inline_bytes, reserved - f->iheld);
 	if (rc) {
+		free(f->ibuf);
 		free(f);
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	f->fs = fs;
 	f->node = ino;
-	f->size = a.size;
+	f->handle = o.handle;
+	f->size = o.attr.size;
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	fi->fh = (uintptr_t)f;
-	fi->keep_cache = fv_fsc_cache_same(fs->c, ino, a.size, a.mtime_ns);
+	fi->keep_cache = fv_fsc_cache_same(fs->c, ino, o.attr.size, o.attr.mtime_ns);
 	fi->noflush = 1;
-	if (fuse_reply_open(req, fi) != 0) {
-		fv_fsc_release(fs->c, f->handle);
-		pthread_mutex_destroy(&f->mu);
-		pthread_cond_destroy(&f->cv);
-		free(f);
-	}
+	if (fuse_reply_open(req, fi) != 0)
+		fh_free(f);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	struct fh *f = (struct fh *)(uintptr_t)fi->fh;
-	struct iovec iov[RA_MAX_SLOTS + 1];
+	struct iovec iov[RA_MAX_SLOTS + 2];
 	struct slot *held[RA_MAX_SLOTS];
 	struct fv_tp_buf *sync = NULL;
 	int niov = 0, nheld = 0, rc = 0;
@@ -685,8 +752,19 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		size = fs->max_read;
 	uint64_t cur = (uint64_t)off, end = (uint64_t)off + size;
 	bool eof = false;
+	int64_t now = mono_ns();
 
 	pthread_mutex_lock(&f->mu);
+	/* the bytes that came with the open, while they are fresh */
+	if ((f->ibuf || f->iwhole) && now < f->iuntil_ns) {
+		if (cur < f->ilen) {
+			uint64_t n = (end < f->ilen ? end : f->ilen) - cur;
+			iov[niov].iov_base = (void *)(uintptr_t)(f->idata + cur);
+			iov[niov++].iov_len = n;
+			cur += n;
+		}
+		eof = f->iwhole && cur >= f->ilen;
+	}
 	/* sequential: this read starts where the last ended, or inside the
 	 * window (the kernel's own read-ahead sends reads out of order) */
 	bool seq = cur == f->next_off || slot_at(f, cur) || (cur >= f->next_off && cur < f->ra_next);
@@ -725,7 +803,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		if (cur == avail && s->got < s->len)
 			eof = true;
 	}
-	if (seq && fs->ra_slots)
+	if (seq && fs->ra_slots && f->handle)
 		slots_fill(f, end);
 	/* once the reply is out the kernel may release the file at once */
 	f->readers++;
@@ -760,7 +838,6 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs *fs = fuse_req_userdata(req);
 	struct fh *f = (struct fh *)(uintptr_t)fi->fh;
 	(void)ino;
 	pthread_mutex_lock(&f->mu);
@@ -770,10 +847,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		if (f->slot[i].state != SLOT_FREE)
 			slot_free(f, &f->slot[i]);
 	pthread_mutex_unlock(&f->mu);
-	fv_fsc_release(fs->c, f->handle);
-	pthread_mutex_destroy(&f->mu);
-	pthread_cond_destroy(&f->cv);
-	free(f);
+	fh_free(f); /* no RELEASE when the whole file came inline */
 	fuse_reply_err(req, 0);
 }
 

@@ -58,6 +58,29 @@ void fv_fs_attr_get(struct fv_rd *r, struct fv_fs_attr *a)
 	a->blksize = fv_rd_u32(r);
 }
 
+void fv_fs_open_inline_put(struct fv_buf *b, const struct fv_fs_open_inline *o)
+{
+	fv_buf_u64(b, o->handle);
+	fv_fs_attr_put(b, &o->attr);
+	fv_buf_u32(b, o->len);
+	if (o->len)
+		fv_buf_put(b, o->data, o->len);
+}
+
+int fv_fs_open_inline_get(struct fv_rd *r, uint32_t max_inline, struct fv_fs_open_inline *o)
+{
+	o->handle = fv_rd_u64(r);
+	fv_fs_attr_get(r, &o->attr);
+	o->len = fv_rd_u32(r);
+	o->data = o->len <= max_inline ? fv_rd_get(r, o->len) : NULL;
+	if (!o->data || !fv_rd_ok(r) || fv_rd_left(r) != 0)
+		return -EPROTO;
+	bool whole = o->len == o->attr.size;
+	if (o->len > o->attr.size || whole != (o->handle == 0) || !S_ISREG(o->attr.mode))
+		return -EPROTO;
+	return 0;
+}
+
 static int64_t ns_of(struct timespec ts)
 {
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;

@@ -23,6 +23,11 @@
 #define FV_FS_MAX_FORGET 1024u
 #define FV_FS_MAX_XATTR 65536u
 #define FV_FS_MAX_LINK 4096u
+/* OPEN_INLINE: the fixed part of its reply (status, handle, attr, length)
+ * and the most bytes of a file it carries, so that the reply fits the
+ * transport's control message (65,536 bytes). */
+#define FV_FS_OPEN_INLINE_FIXED (4u + 8u + FV_FS_ATTR_SIZE + 4u)
+#define FV_FS_MAX_INLINE (65536u - FV_FS_OPEN_INLINE_FIXED)
 
 enum fv_fs_op {
 	FV_FS_LOOKUP = 1,
@@ -36,6 +41,7 @@ enum fv_fs_op {
 	FV_FS_STATFS = 9,
 	FV_FS_GETXATTR = 10,
 	FV_FS_LISTXATTR = 11,
+	FV_FS_OPEN_INLINE = 12,
 	FV_FS_WRITE_OPS_FIRST = 32, /* 32..47: write-type ops, always -EROFS */
 	FV_FS_WRITE_OPS_LAST = 47,
 };
@@ -63,6 +69,21 @@ void fv_fs_attr_get(struct fv_rd *r, struct fv_fs_attr *a);
 void fv_fs_attr_from_stat(struct fv_fs_attr *a, const struct stat *st, uint64_t node);
 /* Into a struct stat for FUSE (st_ino = a->node). */
 void fv_fs_attr_to_stat(const struct fv_fs_attr *a, struct stat *st);
+
+/* The result fields of OPEN_INLINE (docs/protocol.md, "OPEN_INLINE"). */
+struct fv_fs_open_inline {
+	uint64_t handle; /* 0: none, the whole file is in data */
+	struct fv_fs_attr attr;
+	uint32_t len;        /* bytes of data: the file's first bytes */
+	const uint8_t *data; /* decoded: points into the reply */
+};
+/* Append the result fields with o->data[0..o->len). */
+void fv_fs_open_inline_put(struct fv_buf *b, const struct fv_fs_open_inline *o);
+/* Decode the result fields (after the status) from r, which must end with
+ * them. 0, or -EPROTO when they do not decode exactly or break a rule:
+ * len > max_inline or > attr.size, a handle with the whole file inline, no
+ * handle without it, attr not a regular file. */
+int fv_fs_open_inline_get(struct fv_rd *r, uint32_t max_inline, struct fv_fs_open_inline *o);
 
 /* The node id of a server object (docs/protocol.md, "Nodes"): its inode
  * number, or st_ino ^ (st_dev << 40) off the export root's filesystem. */

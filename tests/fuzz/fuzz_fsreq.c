@@ -3,7 +3,10 @@
  * tree in a temporary directory: what every client request goes through. It
  * must never crash or over-read; every reply starts with the status returned,
  * an error carries nothing after it, a reply fits the transport (64 KiB) and
- * its bulk the capacity offered; the tree is never changed.
+ * its bulk the capacity offered; the tree is never changed. An OPEN_INLINE
+ * reply passes the client's decoder (fv_fs_open_inline_get) and carries the
+ * file's own bytes; the same decoder also runs on the raw input, as a
+ * hostile server's reply.
  *
  * The first 4 bytes of an input are the bulk capacity offered (little-endian),
  * the rest is the request. Node ids are inode numbers, which differ from run
@@ -112,6 +115,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t cap = fv_get_le32(data);
 	if (cap > sizeof fz->bulk)
 		cap = sizeof fz->bulk;
+	/* the request bytes as a reply to the client's decoder */
+	struct fv_rd raw;
+	struct fv_fs_open_inline ri;
+	fv_rd_init(&raw, data + 4, size - 4);
+	if (fv_fs_open_inline_get(&raw, cap < FV_FS_MAX_INLINE ? cap : FV_FS_MAX_INLINE, &ri) == 0)
+		FUZZ_CHECK(ri.len <= ri.attr.size && (ri.handle == 0) == (ri.len == ri.attr.size));
 	uint8_t *req = malloc(size - 4 ? size - 4 : 1);
 	FUZZ_CHECK(req != NULL);
 	memcpy(req, data + 4, size - 4);
@@ -122,6 +131,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fv_buf rep = {0};
 	struct fv_export_bulk b = {.cap = cap, .get = fz_bulk};
 	int rc = fv_export_request(fz->x, req, size - 4, &rep, &b);
+	if (rc == 0 && size - 4 == 20 && req[0] == FV_FS_OPEN_INLINE) {
+		/* what the client decodes: the file's bytes, no handle when whole */
+		static const char content[] = "fabvault\n";
+		struct fv_fs_open_inline o;
+		struct fv_rd r;
+		uint32_t max = fv_get_le32(req + 16);
+		fv_rd_init(&r, rep.data, rep.len);
+		(void)fv_rd_u32(&r);
+		FUZZ_CHECK(fv_fs_open_inline_get(&r, max, &o) == 0);
+		FUZZ_CHECK(o.attr.size == 9 && o.len == (max < 9 ? max : 9) &&
+			   !memcmp(o.data, content, o.len));
+		FUZZ_CHECK((o.handle == 0) == (o.len == 9));
+		if (o.handle)
+			FUZZ_CHECK(fv_export_release(fz->x, o.handle) == 0);
+	}
 	free(req);
 	FUZZ_CHECK(rc <= 0);
 	FUZZ_CHECK(fv_buf_ok(&rep) && rep.len >= 4 && rep.len <= 65536);

@@ -713,6 +713,130 @@ FV_TEST(readdir_cookies)
 	tree_free(&t);
 }
 
+/* OPEN_INLINE: the first bytes along, no handle when they are the whole
+ * file; the reply through fv_export_request and its decoder's rules. Run
+ * as part of "requests" (FV_TESTS takes 16 cases). */
+FV_TEST(open_inline)
+{
+	struct tree t;
+	FV_REQUIRE(tree_make(&t, 2));
+	struct call c = {0};
+	struct fv_fs_attr a, b;
+	struct fv_fs_open_inline o;
+	uint64_t h, counts[FV_EXPORT_OPS];
+	uint32_t len, got;
+	uint8_t *buf = malloc(FV_FS_MAX_INLINE);
+	FV_REQUIRE(buf && lookup(&t, FV_FS_ROOT, "file", &a) == 0);
+	/* a file larger than the limit: its first bytes and a handle for the rest */
+	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, FV_FS_MAX_INLINE, &h, &b, buf, &len), 0);
+	FV_CHECK(h != 0 && len == FV_FS_MAX_INLINE && b.size == FILE_SIZE && b.node == a.node);
+	bool ok = true;
+	for (uint32_t k = 0; k < len; k++)
+		ok &= buf[k] == pattern(k);
+	FV_CHECK(ok);
+	FV_CHECK_EQ(fv_export_handles(t.x), 1);
+	FV_CHECK_EQ(fv_export_read(t.x, h, len, 100, buf, &got), 0);
+	FV_CHECK(got == 100 && buf[0] == pattern(len));
+	FV_CHECK_EQ(fv_export_release(t.x, h), 0);
+	/* small files: exactly the limit asked is whole, one byte less is not */
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "dir", &a) == 0);
+	FV_REQUIRE(lookup(&t, a.node, "inner", &a) == 0);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 10, &h, &b, buf, &len), 0);
+	FV_CHECK(h == 0 && len == 10 && b.size == 10 && buf[9] == pattern(9));
+	FV_CHECK_EQ(fv_export_handles(t.x), 0);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 9, &h, &b, buf, &len), 0);
+	FV_CHECK(h != 0 && len == 9);
+	FV_CHECK_EQ(fv_export_release(t.x, h), 0);
+	/* max_inline 0 is OPEN: always a handle */
+	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 0, &h, &b, buf, &len), 0);
+	FV_CHECK(h != 0 && len == 0);
+	FV_CHECK_EQ(fv_export_release(t.x, h), 0);
+	/* an empty file is whole with no bytes; whole files take no handle,
+	 * even at the handle limit */
+	uint64_t h1, h2;
+	FV_REQUIRE(fv_export_open_node(t.x, a.node, O_RDONLY, &h1, &b) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, a.node, O_RDONLY, &h2, &b) == 0);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 9, &h, &b, buf, &len), -EMFILE);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 10, &h, &b, buf, &len), 0);
+	FV_CHECK(h == 0 && len == 10);
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "empty", &a) == 0);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 100, &h, &b, buf, &len), 0);
+	FV_CHECK(h == 0 && len == 0 && b.size == 0);
+	fv_export_release(t.x, h1);
+	fv_export_release(t.x, h2);
+	/* the errors of OPEN */
+	FV_CHECK_EQ(fv_export_open_inline(t.x, FV_FS_ROOT, O_RDONLY, 100, &h, &b, buf, &len), -EISDIR);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDWR, 100, &h, &b, buf, &len), -EROFS);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, 12345, O_RDONLY, 100, &h, &b, buf, &len), -ESTALE);
+
+	/* through fv_export_request, decoded as the client does */
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &a) == 0);
+	req_begin(&c, FV_FS_OPEN_INLINE);
+	fv_buf_u64(&c.req, a.node);
+	fv_buf_u32(&c.req, O_RDONLY);
+	fv_buf_u32(&c.req, FV_FS_MAX_INLINE);
+	FV_CHECK_EQ(c.req.len, 20);
+	FV_REQUIRE(run(&t, &c, 0) == 0);
+	FV_CHECK_EQ(c.rep.len, 65536);
+	FV_CHECK_EQ(fv_fs_open_inline_get(&c.rd, FV_FS_MAX_INLINE, &o), 0);
+	FV_CHECK(o.handle != 0 && o.len == FV_FS_MAX_INLINE && o.data[1000] == pattern(1000));
+	FV_CHECK_EQ(fv_export_release(t.x, o.handle), 0);
+	/* a limit beyond a control message, short and long requests */
+	fv_put_le32(c.req.data + 16, FV_FS_MAX_INLINE + 1);
+	FV_CHECK_EQ(run(&t, &c, 0), -EPROTO);
+	fv_put_le32(c.req.data + 16, 5);
+	c.req.len--;
+	FV_CHECK_EQ(run(&t, &c, 0), -EPROTO);
+	c.req.len++;
+	fv_buf_u8(&c.req, 0);
+	FV_CHECK_EQ(run(&t, &c, 0), -EPROTO);
+	c.req.len--;
+	FV_REQUIRE(run(&t, &c, 0) == 0);
+	FV_CHECK_EQ(c.rep.len, FV_FS_OPEN_INLINE_FIXED + 5);
+	FV_CHECK_EQ(fv_fs_open_inline_get(&c.rd, 5, &o), 0);
+	FV_CHECK_EQ(fv_export_release(t.x, o.handle), 0);
+	fv_export_op_counts(t.x, counts);
+	FV_CHECK_EQ(counts[FV_FS_OPEN_INLINE], 5);
+	FV_CHECK(counts[0] == 0 && counts[FV_FS_OPEN] == 0);
+
+	/* the decoder refuses replies that break the rules */
+	struct fv_buf r = {0};
+	struct fv_rd rd;
+	static const uint8_t bytes[4] = {1, 2, 3, 4};
+	struct {
+		uint64_t handle, size;
+		uint32_t mode, len, max;
+		int extra, want;
+	} cases[] = {
+		{0, 4, S_IFREG | 0644, 4, 4, 0, 0},        /* whole, no handle */
+		{7, 10, S_IFREG | 0644, 4, 4, 0, 0},       /* first bytes and a handle */
+		{7, 4, S_IFREG | 0644, 4, 4, 0, -EPROTO},  /* a handle with the whole file */
+		{0, 10, S_IFREG | 0644, 4, 4, 0, -EPROTO}, /* no handle without it */
+		{0, 4, S_IFREG | 0644, 4, 3, 0, -EPROTO},  /* more than asked */
+		{7, 3, S_IFREG | 0644, 4, 4, 0, -EPROTO},  /* more than the size */
+		{0, 4, S_IFDIR | 0755, 4, 4, 0, -EPROTO},  /* not a regular file */
+		{0, 4, S_IFREG | 0644, 4, 4, 1, -EPROTO},  /* a byte left over */
+		{0, 4, S_IFREG | 0644, 4, 4, -1, -EPROTO}, /* a byte short */
+		{0, 0, S_IFREG | 0644, 0, 0, 0, 0},        /* empty */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct fv_fs_open_inline w = {.handle = cases[i].handle,
+					      .attr = {.size = cases[i].size, .mode = cases[i].mode},
+					      .len = cases[i].len,
+					      .data = bytes};
+		r.len = 0;
+		fv_fs_open_inline_put(&r, &w);
+		if (cases[i].extra > 0)
+			fv_buf_u8(&r, 0);
+		fv_rd_init(&rd, r.data, r.len - (cases[i].extra < 0 ? 1 : 0));
+		FV_CHECK_EQ(fv_fs_open_inline_get(&rd, cases[i].max, &o), cases[i].want);
+	}
+	fv_buf_free(&r);
+	free(buf);
+	call_free(&c);
+	tree_free(&t);
+}
+
 FV_TEST(requests)
 {
 	struct tree t;
@@ -808,6 +932,7 @@ FV_TEST(requests)
 	}
 	call_free(&c);
 	tree_free(&t);
+	fv_test_open_inline(fv_t_);
 }
 
 /* ---- descriptors: only directories hold one ------------------------------------ */
