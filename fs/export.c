@@ -86,6 +86,7 @@ struct fv_export {
 	size_t max_handles, nhandles;
 	uint32_t free_head;                       /* slot + 1, 0: none free */
 	atomic_uint_least64_t ops[FV_EXPORT_OPS]; /* requests by op (0: malformed or unknown) */
+	bool no_open_inline;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -433,6 +434,7 @@ int fv_export_open(const struct fv_export_opts *o, struct fv_export **out, struc
 	x->max_handles = o->max_handles ? o->max_handles : FV_FS_MAX_HANDLES;
 	x->max_dirs = o->max_dirs ? o->max_dirs : DEFAULT_MAX_DIRS;
 	x->log = o->log;
+	x->no_open_inline = o->no_open_inline;
 	x->nbuckets = 1024;
 	x->tab = calloc(x->nbuckets, sizeof(struct node *));
 	x->h = calloc(x->max_handles, sizeof *x->h);
@@ -1233,7 +1235,7 @@ int fv_export_request(struct fv_export *x, const void *req, size_t len, struct f
 			rc = req_open(x, &r, reply);
 			break;
 		case FV_FS_OPEN_INLINE:
-			rc = req_open_inline(x, &r, reply);
+			rc = x->no_open_inline ? -ENOSYS : req_open_inline(x, &r, reply);
 			break;
 		case FV_FS_READ:
 			rc = req_read(x, &r, reply, bulk);

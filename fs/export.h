@@ -28,6 +28,7 @@
 #ifndef FV_EXPORT_H
 #define FV_EXPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,9 @@ struct fv_export_opts {
 	 * log (LOG_ERR, at most once a minute) to raise LimitNOFILE. Other
 	 * nodes hold no descriptor: at most FV_EXPORT_MAX_NODES of them. */
 	size_t max_dirs;
+	/* Answer OPEN_INLINE -ENOSYS, as a server of before it did: for tests
+	 * of a new client against an old server. */
+	bool no_open_inline;
 	struct fv_export_logger log;
 };
 

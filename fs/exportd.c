@@ -345,7 +345,11 @@ static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path
 	struct fv_tp_server *s = NULL;
 	struct fv_err e = {0};
 	int rc;
-	struct fv_export_opts xo = {.root = c->export_dir, .max_dirs = raise_nofile(d), .log = {tp_log, d}};
+	const char *compat = getenv("FABVAULT_EXPORTD_NO_OPEN_INLINE");
+	struct fv_export_opts xo = {.root = c->export_dir,
+				    .max_dirs = raise_nofile(d),
+				    .no_open_inline = compat && !strcmp(compat, "1"),
+				    .log = {tp_log, d}};
 	if (fv_export_open(&xo, &d->x, &e) < 0) {
 		fv_log(&d->log, LOG_ERR, "%s", e.msg);
 		return EXIT_EXPORT;
