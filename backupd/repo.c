@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -571,18 +572,104 @@ static int finish_pack(struct fv_repo *r, struct fv_err *e)
  * space is the caller's (it is overwritten by the real attempt). Chunks up
  * to four samples long are simply tried in full. */
 #define PROBE_LEN (64u * 1024)
-static bool worth_compressing(struct fv_repo *r, const uint8_t *data, size_t len, uint8_t *scratch,
-			      size_t cap)
+static bool worth_compressing(ZSTD_CCtx *cctx, const uint8_t *data, size_t len, uint8_t *scratch, size_t cap)
 {
 	if (len <= 4 * PROBE_LEN)
 		return true;
 	const uint8_t *mid = data + len / 2 - PROBE_LEN / 2;
-	size_t c = ZSTD_compressCCtx(r->cctx, scratch, cap, mid, PROBE_LEN, 1);
+	size_t c = ZSTD_compressCCtx(cctx, scratch, cap, mid, PROBE_LEN, 1);
 	return ZSTD_isError(c) || c < PROBE_LEN - PROBE_LEN / 32;
+}
+
+/* The compressed body of data into dst (room for ZSTD_compressBound(len)),
+ * or 0 when the blob is to be stored raw (compression off, or no gain). */
+static size_t compress_body(ZSTD_CCtx *cctx, const struct fv_config *cfg, const uint8_t *data, size_t len,
+			    uint8_t *dst, size_t cap)
+{
+	if (!cfg->compression || len == 0 || !worth_compressing(cctx, data, len, dst, cap))
+		return 0;
+	size_t c = ZSTD_compressCCtx(cctx, dst, cap, data, len, cfg->zstd_level);
+	return !ZSTD_isError(c) && c < len ? c : 0;
+}
+
+#define BLOB_MAX (256u << 20)
+
+/* Open a pack when none is, then add the sealed blob to it and to the index.
+ * idx_lock (may be NULL) is held while the index changes. */
+int fv_repo_append(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], uint32_t rawlen,
+		   const uint8_t *sealed, size_t n, pthread_mutex_t *idx_lock, bool *added, struct fv_err *e)
+{
+	int rc;
+	if (added)
+		*added = false;
+	if (!r->locked)
+		return fv_err_set(e, -EPERM, "repository %s was opened read-only", r->path);
+	/* only this thread changes the index: reading it needs no lock */
+	if (fv_index_find(&r->idx, id)) {
+		r->stats.dup_blobs++;
+		return 0;
+	}
+	if (!r->writing) {
+		rc = fv_pack_writer_open(&r->pw, r->fd);
+		if (rc < 0)
+			return fv_err_sys(e, rc, "cannot create a pack file in %s/tmp", r->path);
+		if (idx_lock)
+			pthread_mutex_lock(idx_lock);
+		rc = fv_index_pack_number(&r->idx, r->pw.packid, &r->pw_num);
+		if (idx_lock)
+			pthread_mutex_unlock(idx_lock);
+		if (rc < 0) {
+			fv_pack_writer_abort(&r->pw, r->fd);
+			return fv_err_set(e, rc, "out of memory");
+		}
+		r->writing = true;
+	}
+	struct fv_pack_entry pe;
+	rc = fv_pack_writer_add(&r->pw, type, id, rawlen, sealed, n, &pe);
+	if (rc < 0) {
+		/* the pack is unusable; its blobs were never committed. Drop it and
+		 * forget them so a later put does not believe they exist. */
+		r->writing = false;
+		fv_pack_writer_abort(&r->pw, r->fd);
+		fv_err_sys(e, rc, "cannot write to pack file in %s", r->path);
+		/* entries past committed are not durable */
+		if (idx_lock)
+			pthread_mutex_lock(idx_lock);
+		fv_index_truncate(&r->idx, r->committed);
+		if (idx_lock)
+			pthread_mutex_unlock(idx_lock);
+		return rc;
+	}
+	if (idx_lock)
+		pthread_mutex_lock(idx_lock);
+	rc = fv_index_add(&r->idx, r->pw_num, &pe);
+	if (idx_lock)
+		pthread_mutex_unlock(idx_lock);
+	if (rc < 0)
+		return fv_err_set(e, rc, "out of memory (index)");
+	if (added)
+		*added = true;
+	r->stats.new_blobs++;
+	r->stats.new_bytes += rawlen;
+	r->stats.stored_bytes += pe.len;
+	if (r->pw.off >= r->cfg.pack_size)
+		return finish_pack(r, e);
+	return 0;
+}
+
+void fv_repo_count_dup(struct fv_repo *r)
+{
+	r->stats.dup_blobs++;
 }
 
 int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], const void *data, size_t len,
 		bool *added, struct fv_err *e)
+{
+	return fv_repo_put_locked(r, type, id, data, len, NULL, added, e);
+}
+
+int fv_repo_put_locked(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], const void *data,
+		       size_t len, pthread_mutex_t *idx_lock, bool *added, struct fv_err *e)
 {
 	int rc;
 	if (added)
@@ -593,7 +680,7 @@ int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], co
 		r->stats.dup_blobs++;
 		return 0;
 	}
-	if (len > (256u << 20))
+	if (len > BLOB_MAX)
 		return fv_err_set(e, -EFBIG, "blob of %zu bytes is too large", len);
 	/* plaintext = encoding byte || body; keep the compressed form only when
 	 * it is smaller */
@@ -602,15 +689,11 @@ int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], co
 	uint8_t *p = fv_buf_grow(&r->plain, 1 + (bound > len ? bound : len));
 	if (!p)
 		return fv_err_set(e, -ENOMEM, "out of memory");
-	size_t plen = 0;
-	if (r->cfg.compression && len > 0 && worth_compressing(r, data, len, p + 1, bound)) {
-		size_t c = ZSTD_compressCCtx(r->cctx, p + 1, bound, data, len, r->cfg.zstd_level);
-		if (!ZSTD_isError(c) && c < len) {
-			p[0] = ENC_ZSTD;
-			plen = 1 + c;
-		}
-	}
-	if (!plen) {
+	size_t plen = compress_body(r->cctx, &r->cfg, data, len, p + 1, bound);
+	if (plen) {
+		p[0] = ENC_ZSTD;
+		plen++;
+	} else {
 		p[0] = ENC_RAW;
 		memcpy(p + 1, data, len);
 		plen = 1 + len;
@@ -622,39 +705,71 @@ int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], co
 	rc = fv_seal(&r->keys, type, id, p, plen, s);
 	if (rc < 0)
 		return fv_err_set(e, rc, "cannot seal blob");
-	if (!r->writing) {
-		rc = fv_pack_writer_open(&r->pw, r->fd);
-		if (rc < 0)
-			return fv_err_sys(e, rc, "cannot create a pack file in %s/tmp", r->path);
-		rc = fv_index_pack_number(&r->idx, r->pw.packid, &r->pw_num);
-		if (rc < 0) {
-			fv_pack_writer_abort(&r->pw, r->fd);
-			return fv_err_set(e, rc, "out of memory");
-		}
-		r->writing = true;
+	return fv_repo_append(r, type, id, (uint32_t)len, s, r->sealed.len, idx_lock, added, e);
+}
+
+struct fv_repo_enc {
+	const struct fv_keys *keys;
+	const struct fv_config *cfg;
+	ZSTD_CCtx *cctx;
+	uint8_t *plain; /* encoding byte || compressed body */
+	size_t max_len, bound;
+};
+
+int fv_repo_enc_new(const struct fv_repo *r, size_t max_len, struct fv_repo_enc **out)
+{
+	struct fv_repo_enc *x = calloc(1, sizeof *x);
+	if (!x)
+		return -ENOMEM;
+	x->keys = &r->keys;
+	x->cfg = &r->cfg;
+	x->max_len = max_len;
+	x->bound = ZSTD_compressBound(max_len);
+	x->cctx = ZSTD_createCCtx();
+	/* malloc, not touched here: only the pages compression uses get faulted in */
+	x->plain = malloc(1 + x->bound);
+	if (!x->cctx || !x->plain) {
+		fv_repo_enc_free(x);
+		return -ENOMEM;
 	}
-	struct fv_pack_entry pe;
-	rc = fv_pack_writer_add(&r->pw, type, id, (uint32_t)len, s, r->sealed.len, &pe);
-	if (rc < 0) {
-		/* the pack is unusable; its blobs were never committed. Drop it and
-		 * forget them so a later put does not believe they exist. */
-		r->writing = false;
-		fv_pack_writer_abort(&r->pw, r->fd);
-		fv_err_sys(e, rc, "cannot write to pack file in %s", r->path);
-		/* entries past committed are not durable */
-		fv_index_truncate(&r->idx, r->committed);
-		return rc;
+	*out = x;
+	return 0;
+}
+
+void fv_repo_enc_free(struct fv_repo_enc *x)
+{
+	if (!x)
+		return;
+	ZSTD_freeCCtx(x->cctx);
+	free(x->plain);
+	free(x);
+}
+
+size_t fv_repo_sealed_max(const struct fv_repo *r, size_t len)
+{
+	return 1 + len + fv_seal_overhead(r->keys.alg);
+}
+
+int fv_repo_encode(struct fv_repo_enc *x, uint8_t type, const uint8_t id[FV_ID_LEN], uint8_t *data,
+		   size_t len, uint8_t *out, size_t *outlen, struct fv_err *e)
+{
+	if (len > x->max_len || len > BLOB_MAX)
+		return fv_err_set(e, -EFBIG, "blob of %zu bytes is too large", len);
+	const uint8_t *pt = x->plain;
+	size_t plen = compress_body(x->cctx, x->cfg, data, len, x->plain + 1, x->bound);
+	if (plen) {
+		x->plain[0] = ENC_ZSTD;
+		plen++;
+	} else {
+		/* raw: the encoding byte goes into the caller's headroom */
+		data[-1] = ENC_RAW;
+		pt = data - 1;
+		plen = 1 + len;
 	}
-	rc = fv_index_add(&r->idx, r->pw_num, &pe);
+	int rc = fv_seal(x->keys, type, id, pt, plen, out);
 	if (rc < 0)
-		return fv_err_set(e, rc, "out of memory (index)");
-	if (added)
-		*added = true;
-	r->stats.new_blobs++;
-	r->stats.new_bytes += len;
-	r->stats.stored_bytes += pe.len;
-	if (r->pw.off >= r->cfg.pack_size)
-		return finish_pack(r, e);
+		return fv_err_set(e, rc, "cannot seal blob");
+	*outlen = plen + fv_seal_overhead(x->keys->alg);
 	return 0;
 }
 

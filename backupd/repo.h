@@ -2,9 +2,11 @@
  * key, index), the exclusive writer lock, blob put/get, commit, snapshots
  * (docs/repository-format.md).
  *
- * Threading: a struct fv_repo is used by one thread at a time. Nothing here
- * prints or exits; failures fill the caller's struct fv_err and return its
- * negative code:
+ * Threading: a struct fv_repo is used by one thread at a time (its owner),
+ * except fv_repo_id and fv_repo_encode (any thread), and fv_repo_has (any
+ * thread, under the lock the owner passes to fv_repo_append as idx_lock).
+ * Nothing here prints or exits; failures fill the caller's struct fv_err and
+ * return its negative code:
  *   -ENOENT / -ENOTDIR  no repository at path (no config file)
  *   -EMEDIUMTYPE        path holds something that is not a fabvault repository
  *   -EPROTONOSUPPORT    the repository's format version is newer than this program
@@ -17,6 +19,7 @@
 #ifndef FV_REPO_H
 #define FV_REPO_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -99,6 +102,53 @@ bool fv_repo_has(const struct fv_repo *r, const uint8_t id[FV_ID_LEN]);
  * *added (may be NULL) tells whether it was new. Needs FV_OPEN_WRITE. */
 int fv_repo_put(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], const void *data, size_t len,
 		bool *added, struct fv_err *e);
+
+/* ---- the put path in two steps, for a multi-threaded writer
+ * (backupd/pipeline.h): fv_repo_encode (compress and seal; any thread, any
+ * number at once) and fv_repo_append (dedup re-check, pack, index, stats; r's
+ * owner thread only). fv_repo_put is the two in one. */
+
+/* An encoding context: a zstd compression context and scratch for one
+ * thread. It reads only r's keys and config (fixed after open), so encoders
+ * run alongside each other and alongside r's owner thread; r must outlive it. */
+struct fv_repo_enc;
+
+/* A context for blobs of up to max_len bytes (its scratch, 1 +
+ * ZSTD_compressBound(max_len) bytes, and the zstd context are allocated here
+ * once). Returns 0 or -ENOMEM. */
+int fv_repo_enc_new(const struct fv_repo *r, size_t max_len, struct fv_repo_enc **out);
+void fv_repo_enc_free(struct fv_repo_enc *x);
+
+/* The most bytes a sealed blob of len plaintext bytes takes:
+ * 1 (encoding byte) + len + the seal overhead. */
+size_t fv_repo_sealed_max(const struct fv_repo *r, size_t len);
+
+/* Encode data[0..len) as the body of blob id of type: zstd when the
+ * repository compresses and the chunk shrinks (an incompressible one is found
+ * by a cheap probe and stored raw), then sealed into out, which has room for
+ * fv_repo_sealed_max(len) bytes; *outlen is the sealed length.
+ * data[-1] must be writable: a raw blob gets its encoding byte written there
+ * and is sealed in place, without copying the chunk. Thread-safe as above.
+ * Returns 0, -EFBIG (len above the context's max_len) or -EIO (seal). */
+int fv_repo_encode(struct fv_repo_enc *x, uint8_t type, const uint8_t id[FV_ID_LEN], uint8_t *data,
+		   size_t len, uint8_t *out, size_t *outlen, struct fv_err *e);
+
+/* Append a blob that fv_repo_encode sealed (sealed[0..n), rawlen plaintext
+ * bytes) unless the index already has id, like fv_repo_put; *added (may be
+ * NULL) tells which. r's owner thread only; needs FV_OPEN_WRITE.
+ * idx_lock (may be NULL) is held while r's index is modified, so that other
+ * threads may call fv_repo_has under it while this runs. */
+int fv_repo_append(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], uint32_t rawlen,
+		   const uint8_t *sealed, size_t n, pthread_mutex_t *idx_lock, bool *added, struct fv_err *e);
+
+/* fv_repo_put on r's owner thread while other threads look ids up: the
+ * index is changed under idx_lock (see fv_repo_append). */
+int fv_repo_put_locked(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN], const void *data,
+		       size_t len, pthread_mutex_t *idx_lock, bool *added, struct fv_err *e);
+
+/* Count a put that found its blob already stored or being stored (the
+ * dup_blobs statistic) when fv_repo_append was not called for it. */
+void fv_repo_count_dup(struct fv_repo *r);
 
 /* Read blob id of type into out (reset first): located through the index,
  * frame checksum checked, unsealed, decompressed, and its id recomputed and
