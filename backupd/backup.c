@@ -17,6 +17,7 @@
 
 #include "../common/fsutil.h"
 #include "filescache.h"
+#include "pipeline.h"
 
 #define MAX_DEPTH 2048
 #define READ_TRIES 3
@@ -24,6 +25,16 @@
 /* Hardlink groups: (dev, ino) of files with nlink > 1 → group number. */
 struct hl_slot {
 	uint64_t dev, ino, group;
+};
+
+/* A file read this run, to be recorded in the files cache once its chunk
+ * ids are known (they come back from the pipeline's workers): at the end of
+ * its directory, when the pipeline has been waited for. */
+struct fc_pending {
+	const struct fv_node *n;
+	char *path;
+	struct stat st;
+	uint32_t block;
 };
 
 /* A component of the source paths above the walked directories: "/opt/a"
@@ -48,6 +59,9 @@ struct bctx {
 	struct fv_backup_progress prog;
 	struct timespec last_prog;
 	struct fv_fcache *fc; /* NULL: no files cache */
+	struct fc_pending *fcp;
+	size_t nfcp, fcpcap;
+	struct fv_pipe *pipe;
 	int64_t start_ns;
 	struct fv_backup_counters cnt;
 	char path[PATH_MAX * 2]; /* absolute path of the current entry */
@@ -209,6 +223,16 @@ out:
 	return rc;
 }
 
+/* fv_pipe_stored_fn: chunk idx of node tag has id. The node is alive: its
+ * directory waits for the pipeline before it is stored or freed, and so does
+ * a file before its chunk list is dropped. */
+static void chunk_stored(void *ud, void *tag, uint32_t idx, const uint8_t id[FV_ID_LEN])
+{
+	struct fv_node *n = tag;
+	(void)ud;
+	memcpy(n->chunks[idx].id, id, FV_ID_LEN);
+}
+
 static int add_chunk(struct fv_node *n, size_t *cap, uint64_t off, uint32_t len, const uint8_t id[FV_ID_LEN])
 {
 	if (n->nchunks == *cap) {
@@ -226,7 +250,6 @@ static int add_chunk(struct fv_node *n, size_t *cap, uint64_t off, uint32_t len,
 	return 0;
 }
 
-/* Chunk and store the data region [off, end) of fd. */
 /* Chunk and store [off, end) of fd: content-defined, or (block > 0) in
  * blocks aligned to multiples of block in the file. */
 static int store_region(struct bctx *c, int fd, uint64_t off, uint64_t end, uint32_t block, struct fv_node *n,
@@ -271,14 +294,14 @@ static int store_region(struct bctx *c, int fd, uint64_t off, uint64_t end, uint
 		}
 		if (cut == 0)
 			continue; /* need more data (only while !eof) */
-		uint8_t id[FV_ID_LEN];
-		fv_repo_id(c->r, d, cut, id);
-		rc = fv_repo_put(c->r, FV_OBJ_DATA, id, d, cut, NULL, c->e);
-		if (rc < 0)
-			return rc;
-		rc = add_chunk(n, cap, pos, (uint32_t)cut, id);
+		/* the id is filled in by chunk_stored() once a worker has it */
+		static const uint8_t unknown[FV_ID_LEN];
+		rc = add_chunk(n, cap, pos, (uint32_t)cut, unknown);
 		if (rc < 0)
 			return fv_err_set(c->e, rc, "out of memory");
+		rc = fv_pipe_submit(c->pipe, d, cut, n, n->nchunks - 1, c->e);
+		if (rc < 0)
+			return rc;
 		c->st.bytes += cut;
 		c->prog.bytes += cut;
 		c->cnt.read_bytes += cut;
@@ -366,6 +389,48 @@ static uint32_t choose_block(struct bctx *c, int fd, const char *name, const str
 	return c->fc ? fv_fcache_block_hint(c->fc, c->path, st) : 0;
 }
 
+static int fcache_defer(struct bctx *c, const struct fv_node *n, const struct stat *st, uint32_t block)
+{
+	if (c->nfcp == c->fcpcap) {
+		size_t cap = c->fcpcap ? 2 * c->fcpcap : 64;
+		struct fc_pending *v = realloc(c->fcp, cap * sizeof *v);
+		if (!v)
+			return fv_err_set(c->e, -ENOMEM, "out of memory (files cache)");
+		c->fcp = v;
+		c->fcpcap = cap;
+	}
+	struct fc_pending *p = &c->fcp[c->nfcp];
+	if (!(p->path = strdup(c->path)))
+		return fv_err_set(c->e, -ENOMEM, "out of memory (files cache)");
+	p->n = n;
+	p->st = *st;
+	p->block = block;
+	c->nfcp++;
+	return 0;
+}
+
+static void fcache_pending_clear(struct bctx *c)
+{
+	for (size_t i = 0; i < c->nfcp; i++)
+		free(c->fcp[i].path);
+	c->nfcp = 0;
+}
+
+/* Record the files read in the directory being finished (the pipeline has
+ * been waited for: their chunk ids are known). */
+static int fcache_flush(struct bctx *c)
+{
+	int rc = 0;
+	for (size_t i = 0; i < c->nfcp && rc == 0; i++) {
+		const struct fc_pending *p = &c->fcp[i];
+		if (fv_fcache_put(c->fc, p->path, &p->st, p->n->chunks, p->n->nchunks, p->block,
+				  c->start_ns) < 0)
+			rc = fv_err_set(c->e, -ENOMEM, "out of memory (files cache)");
+	}
+	fcache_pending_clear(c);
+	return rc;
+}
+
 /* Store a regular file: re-read when it changed while being read. Returns
  * 0, 1 (skipped with a warning), or a negative fatal code. */
 static int store_file(struct bctx *c, int dfd, const char *name, struct fv_node *n, struct stat *st)
@@ -391,6 +456,8 @@ static int store_file(struct bctx *c, int dfd, const char *name, struct fv_node 
 	uint32_t block = choose_block(c, fd, name, st);
 	for (int attempt = 1;; attempt++) {
 		struct stat after;
+		if (attempt > 1 && (rc = fv_pipe_wait(c->pipe, c->e)) < 0)
+			break; /* chunks of the last attempt must land before their list goes */
 		free(n->chunks);
 		n->chunks = NULL;
 		n->nchunks = 0;
@@ -408,9 +475,8 @@ static int store_file(struct bctx *c, int dfd, const char *name, struct fv_node 
 		}
 		if (after.st_size == st->st_size && ts_ns(after.st_mtim) == ts_ns(st->st_mtim) &&
 		    ts_ns(after.st_ctim) == ts_ns(st->st_ctim)) {
-			if (c->fc &&
-			    fv_fcache_put(c->fc, c->path, st, n->chunks, n->nchunks, block, c->start_ns) < 0)
-				rc = fv_err_set(c->e, -ENOMEM, "out of memory (files cache)");
+			if (c->fc)
+				rc = fcache_defer(c, n, st, block);
 			break;
 		}
 		if (attempt == READ_TRIES) {
@@ -422,7 +488,12 @@ static int store_file(struct bctx *c, int dfd, const char *name, struct fv_node 
 		}
 	}
 	close(fd);
-	if (rc == -EIO || rc == -EACCES) {
+	if ((rc == -EIO || rc == -EACCES) && !fv_pipe_error(c->pipe)) {
+		/* a read error (a failure to store is fatal): the caller frees n,
+		 * so the chunks in flight for it must land first */
+		int wrc = fv_pipe_wait(c->pipe, c->e);
+		if (wrc < 0)
+			return wrc;
 		warn(c, c->path, rc, "cannot read file, skipped");
 		return 1;
 	}
@@ -506,22 +577,28 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Store the tree of an open directory (dfd < 0: an empty directory, e.g. a
- * mount point skipped by one_file_system). */
+/* Store directory listing t once the chunks it names are stored; fills id. */
 static int store_tree_blob(struct bctx *c, struct fv_tree *t, uint8_t id[FV_ID_LEN])
 {
 	struct fv_buf b = {0};
-	int rc = fv_tree_encode(t, &b);
+	/* the listing names its files' chunks: every id must be back */
+	int rc = fv_pipe_wait(c->pipe, c->e);
+	if (rc == 0)
+		rc = fcache_flush(c);
+	if (rc < 0)
+		return rc;
+	rc = fv_tree_encode(t, &b);
 	if (rc < 0) {
 		fv_buf_free(&b);
 		return fv_err_set(c->e, rc, "%s: cannot encode directory listing", c->path);
 	}
-	fv_repo_id(c->r, b.data, b.len, id);
-	rc = fv_repo_put(c->r, FV_OBJ_TREE, id, b.data, b.len, NULL, c->e);
+	rc = fv_pipe_put_now(c->pipe, FV_OBJ_TREE, b.data, b.len, id, c->e);
 	fv_buf_free(&b);
 	return rc;
 }
 
+/* Store the tree of an open directory (dfd < 0: an empty directory, e.g. a
+ * mount point skipped by one_file_system). */
 static int store_dir(struct bctx *c, int dfd, uint8_t id[FV_ID_LEN], int depth, dev_t dev)
 {
 	struct fv_tree t = {0};
@@ -839,6 +916,14 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 		if (note && o->warn)
 			o->warn(o->ud, o->cache_dir, 0, note);
 	}
+	unsigned nthreads = o->threads;
+	if (nthreads == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		nthreads = cpus < 1 ? 1 : cpus > FV_PIPE_WORKERS_MAX ? FV_PIPE_WORKERS_MAX : (unsigned)cpus;
+	}
+	rc = fv_pipe_start(r, nthreads, chunk_stored, &c, &c.pipe, e);
+	if (rc < 0)
+		goto out;
 	rootfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0) {
 		rc = fv_err_sys(e, -errno, "cannot open /");
@@ -859,6 +944,10 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 	}
 	if (rc < 0)
 		goto out;
+	/* every chunk is appended (the root tree waited for them): no thread
+	 * but this one uses the repository from here on */
+	fv_pipe_stop(c.pipe);
+	c.pipe = NULL;
 	progress(&c, true);
 
 	/* the snapshot */
@@ -909,6 +998,10 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 	if (o->counters)
 		*o->counters = c.cnt;
 out:
+	/* after a failure: workers stop, chunks in flight are dropped */
+	fv_pipe_stop(c.pipe);
+	fcache_pending_clear(&c);
+	free(c.fcp);
 	fv_fcache_close(c.fc);
 	if (rc < 0)
 		fv_snapshot_free(out);

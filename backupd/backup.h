@@ -4,7 +4,13 @@
  * restic: backing up /opt/memory-system/data yields the tree
  * opt/ -> memory-system/ -> data/ -> ... with the ancestors' metadata.
  * Unreadable entries are reported through warn() and skipped; the snapshot is
- * then flagged FV_SNAP_PARTIAL. Single-threaded; uses the repo's thread.
+ * then flagged FV_SNAP_PARTIAL.
+ *
+ * Threads: the calling thread walks the sources, reads files and cuts
+ * chunks; worker threads (o->threads) compute ids and compress and seal new
+ * chunks; the calling thread appends them to the repository
+ * (backupd/pipeline.h: the stages, who owns what, the memory budget). The
+ * repository must not be used by another thread during the run.
  */
 #ifndef FV_BACKUP_H
 #define FV_BACKUP_H
@@ -44,6 +50,9 @@ struct fv_backup_opts {
 	 * with code 0 and does not make the snapshot partial. */
 	const char *cache_dir;
 	struct fv_backup_counters *counters; /* optional out */
+	/* threads: worker threads for ids, compression and sealing
+	 * (1..FV_PIPE_WORKERS_MAX); 0: one per online CPU, at most that many */
+	unsigned threads;
 	/* warn: an entry was skipped or stored inconsistent (path, -errno, text). */
 	void (*warn)(void *ud, const char *path, int code, const char *msg);
 	/* progress: called at most a few times per second. */

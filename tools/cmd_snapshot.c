@@ -1,4 +1,5 @@
 /* fabvault snapshot */
+#include <errno.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 
 #include "../backupd/backup.h"
 #include "../backupd/filescache.h"
+#include "../backupd/pipeline.h"
 #include "cli.h"
 #include "opts.h"
 
@@ -25,6 +27,8 @@ static const char help[] =
 	"      --no-cache         read every file (do not use the files cache)\n"
 	"      --cache-dir DIR    keep the files cache under DIR (default\n"
 	"                         $XDG_CACHE_HOME/fabvault or ~/.cache/fabvault)\n"
+	"      --threads N        compress and encrypt with N threads, 1 to 64\n"
+	"                         (default: one per online CPU)\n"
 	"      --passphrase-file F  read the passphrase from file F\n"
 	"      --json             print the result as JSON on stdout\n"
 	"  -q, --quiet            no progress line, no summary\n"
@@ -59,6 +63,7 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 		{"host", required_argument, NULL, 'H'},
 		{"no-cache", no_argument, NULL, 'N'},
 		{"cache-dir", required_argument, NULL, 'D'},
+		{"threads", required_argument, NULL, 'T'}, /* 1..FV_PIPE_WORKERS_MAX */
 		FV_COMMON_LONGOPTS,
 	};
 	struct fv_backup_opts o = {0};
@@ -99,6 +104,20 @@ int cmd_snapshot(struct cli *c, int argc, char **argv)
 		case 'D':
 			cache_dir = optarg;
 			break;
+		case 'T': {
+			char *end;
+			errno = 0;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (optarg[0] < '0' || optarg[0] > '9' || *end || errno || v < 1 ||
+			    v > FV_PIPE_WORKERS_MAX) {
+				rc = cli_usage(c, "snapshot",
+					       "--threads wants a whole number from 1 to %d, not '%s'",
+					       FV_PIPE_WORKERS_MAX, optarg);
+				goto out;
+			}
+			o.threads = (unsigned)v;
+			break;
+		}
 		default:
 			rc = cli_common_opt(c, opt, "snapshot", help);
 			if (rc >= 0)
