@@ -8,18 +8,33 @@
 
 #include "queue.h"
 
-/* One chunk on its way through the pipeline. */
-struct slot {
-	uint8_t *in; /* in[0] is headroom for the encoding byte; the chunk is in + 1 */
-	uint8_t *out;
-	size_t len, outlen;
+/* A slot carries a batch of chunks: with the 16 KiB blocks of databases and
+ * vector files, handing chunks over one by one cost more in wake-ups than
+ * the queues saved. A slot takes chunks while it holds fewer than
+ * BATCH_BYTES (and BATCH_MAX chunks); a larger chunk travels alone. */
+#define BATCH_MAX 64
+#define BATCH_BYTES (1u << 20)
+
+/* One chunk of a slot. */
+struct item {
 	void *tag;
 	uint32_t idx;
+	size_t len;
+	size_t in_off;  /* the chunk is at in + in_off; in[in_off - 1] is its headroom */
+	size_t out_off; /* its sealed form goes to out + out_off */
+	size_t outlen;
 	uint8_t id[FV_ID_LEN];
 	bool dup;   /* already stored or in flight: not encoded */
-	bool owner; /* the copy of id in flight (under mu): later copies are dups */
+	bool owner; /* in the in-flight set: the copy of id being stored */
+};
+
+struct slot {
+	uint8_t *in, *out;
+	size_t in_used, out_used, data; /* data: chunk bytes in the batch */
+	unsigned n;
 	int rc;
 	struct fv_err err;
+	struct item it[BATCH_MAX];
 };
 
 struct worker {
@@ -30,15 +45,21 @@ struct worker {
 
 struct fv_pipe {
 	struct fv_repo *r;
-	/* mu: r's index (workers look up, the walker adds) and slots' owner/id */
+	/* mu: r's index (workers look up, the walker adds) and the in-flight
+	 * set: the items being stored, by id (open addressing, linear probing,
+	 * at most half full: room for every item of every slot) */
 	pthread_mutex_t mu;
+	struct item **set;
+	size_t setmask;
 	struct fv_queue todo, done;
 	struct slot *slots;
 	size_t nslots;
 	struct worker *w;
 	unsigned nw, wcap; /* threads running; workers allocated */
+	size_t ov;         /* seal overhead */
 	/* the walker's */
 	struct slot **free;
+	struct slot *cur; /* being filled */
 	size_t nfree, inflight;
 	int rc;
 	struct fv_err err;
@@ -46,13 +67,69 @@ struct fv_pipe {
 	void *ud;
 };
 
-/* mu held. */
-static bool in_flight(const struct fv_pipe *p, const uint8_t id[FV_ID_LEN])
+/* Ids are keyed BLAKE2b: their first bytes are a uniform hash already. */
+static size_t home(const struct fv_pipe *p, const uint8_t id[FV_ID_LEN])
 {
-	for (size_t i = 0; i < p->nslots; i++)
-		if (p->slots[i].owner && memcmp(p->slots[i].id, id, FV_ID_LEN) == 0)
+	uint64_t h;
+	memcpy(&h, id, sizeof h);
+	return (size_t)h & p->setmask;
+}
+
+/* True when it's id is in flight already (it is a copy); else it goes into
+ * the set, as the copy being stored. mu held. */
+static bool in_flight_add(struct fv_pipe *p, struct item *it)
+{
+	size_t i = home(p, it->id);
+	for (; p->set[i]; i = (i + 1) & p->setmask)
+		if (memcmp(p->set[i]->id, it->id, FV_ID_LEN) == 0)
 			return true;
+	p->set[i] = it;
+	it->owner = true;
 	return false;
+}
+
+/* Take it out of the in-flight set, moving later entries of its probe run
+ * back so that no lookup stops short. mu held. */
+static void in_flight_del(struct fv_pipe *p, struct item *it)
+{
+	size_t i = home(p, it->id), j;
+	while (p->set[i] != it)
+		i = (i + 1) & p->setmask;
+	for (j = i;;) {
+		j = (j + 1) & p->setmask;
+		if (!p->set[j])
+			break;
+		size_t k = home(p, p->set[j]->id);
+		/* the entry at j may stay when its home is cyclically in (i, j] */
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		p->set[i] = p->set[j];
+		i = j;
+	}
+	p->set[i] = NULL;
+	it->owner = false;
+}
+
+static void work(struct worker *w, struct slot *s)
+{
+	struct fv_pipe *p = w->p;
+	for (unsigned k = 0; k < s->n; k++)
+		fv_repo_id(p->r, s->in + s->it[k].in_off, s->it[k].len, s->it[k].id);
+	/* one lock per batch; a copy later in the batch sees an earlier owner */
+	pthread_mutex_lock(&p->mu);
+	for (unsigned k = 0; k < s->n; k++) {
+		struct item *it = &s->it[k];
+		it->owner = false;
+		it->dup = fv_repo_has(p->r, it->id) || in_flight_add(p, it);
+	}
+	pthread_mutex_unlock(&p->mu);
+	s->rc = 0;
+	for (unsigned k = 0; k < s->n && s->rc == 0; k++) {
+		struct item *it = &s->it[k];
+		if (!it->dup)
+			s->rc = fv_repo_encode(w->enc, FV_OBJ_DATA, it->id, s->in + it->in_off, it->len,
+					       s->out + it->out_off, &it->outlen, &s->err);
+	}
 }
 
 static void *worker_main(void *arg)
@@ -60,18 +137,10 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct fv_pipe *p = w->p;
 	void *item;
+	pthread_setname_np(pthread_self(), "fv-worker"); /* for top and perf; best effort */
 	while (fv_queue_pop(&p->todo, &item) == 0) {
-		struct slot *s = item;
-		fv_repo_id(p->r, s->in + 1, s->len, s->id);
-		pthread_mutex_lock(&p->mu);
-		s->dup = fv_repo_has(p->r, s->id) || in_flight(p, s->id);
-		s->owner = !s->dup;
-		pthread_mutex_unlock(&p->mu);
-		s->rc = 0;
-		if (!s->dup)
-			s->rc = fv_repo_encode(w->enc, FV_OBJ_DATA, s->id, s->in + 1, s->len, s->out,
-					       &s->outlen, &s->err);
-		if (fv_queue_push(&p->done, s) < 0)
+		work(w, item);
+		if (fv_queue_push(&p->done, item) < 0)
 			break;
 	}
 	return NULL;
@@ -92,25 +161,30 @@ static int fail(struct fv_pipe *p, int rc, const struct fv_err *why, struct fv_e
 	return p->rc;
 }
 
-/* Append a finished slot and hand it back to the free list. */
+/* Append a finished slot's chunks and hand it back to the free list. */
 static int complete(struct fv_pipe *p, struct slot *s, struct fv_err *e)
 {
 	int rc = s->rc;
 	struct fv_err ae = {0};
 	if (rc < 0)
 		return fail(p, rc, &s->err, e);
-	if (s->dup) {
-		fv_repo_count_dup(p->r);
-	} else {
-		rc = fv_repo_append(p->r, FV_OBJ_DATA, s->id, (uint32_t)s->len, s->out, s->outlen, &p->mu,
-				    NULL, &ae);
-		pthread_mutex_lock(&p->mu);
-		s->owner = false; /* in the index now (or the run has failed) */
-		pthread_mutex_unlock(&p->mu);
-		if (rc < 0)
-			return fail(p, rc, &ae, e);
+	for (unsigned k = 0; k < s->n && rc == 0; k++) {
+		struct item *it = &s->it[k];
+		if (it->dup)
+			fv_repo_count_dup(p->r);
+		else
+			rc = fv_repo_append(p->r, FV_OBJ_DATA, it->id, (uint32_t)it->len,
+					    s->out + it->out_off, it->outlen, &p->mu, NULL, &ae);
 	}
-	p->stored(p->ud, s->tag, s->idx, s->id);
+	pthread_mutex_lock(&p->mu);
+	for (unsigned k = 0; k < s->n; k++)
+		if (s->it[k].owner)
+			in_flight_del(p, &s->it[k]); /* in the index now (or the run has failed) */
+	pthread_mutex_unlock(&p->mu);
+	if (rc < 0)
+		return fail(p, rc, &ae, e);
+	for (unsigned k = 0; k < s->n; k++)
+		p->stored(p->ud, s->it[k].tag, s->it[k].idx, s->it[k].id);
 	p->inflight--;
 	p->free[p->nfree++] = s;
 	return 0;
@@ -132,6 +206,18 @@ static int reap(struct fv_pipe *p, bool wait, struct fv_err *e)
 	return fail(p, rc, NULL, e); /* -ECANCELED: only after a failure */
 }
 
+/* Hand the slot being filled to the workers. */
+static int flush(struct fv_pipe *p, struct fv_err *e)
+{
+	struct slot *s = p->cur;
+	if (!s)
+		return 0;
+	p->cur = NULL;
+	p->inflight++;
+	int rc = fv_queue_push(&p->todo, s);
+	return rc < 0 ? fail(p, rc, NULL, e) : 0;
+}
+
 int fv_pipe_submit(struct fv_pipe *p, const uint8_t *data, size_t len, void *tag, uint32_t idx,
 		   struct fv_err *e)
 {
@@ -142,29 +228,42 @@ int fv_pipe_submit(struct fv_pipe *p, const uint8_t *data, size_t len, void *tag
 	if (len > ch->p.max)
 		return fv_err_set(e, -EFBIG, "chunk of %zu bytes is larger than the repository's maximum",
 				  len);
-	rc = reap(p, false, e);
-	while (rc == 0 && p->nfree == 0)
-		rc = reap(p, true, e);
-	if (rc < 0)
-		return rc;
-	struct slot *s = p->free[--p->nfree];
+	struct slot *s = p->cur;
+	if (s && (s->n == BATCH_MAX || s->data + len > BATCH_BYTES)) {
+		rc = flush(p, e);
+		if (rc < 0)
+			return rc;
+		s = NULL;
+	}
+	if (!s) {
+		rc = reap(p, false, e);
+		while (rc == 0 && p->nfree == 0)
+			rc = reap(p, true, e);
+		if (rc < 0)
+			return rc;
+		s = p->cur = p->free[--p->nfree];
+		s->n = 0;
+		s->in_used = s->out_used = s->data = 0;
+	}
+	struct item *it = &s->it[s->n++];
+	it->tag = tag;
+	it->idx = idx;
+	it->len = len;
+	it->in_off = s->in_used + 1;
+	it->out_off = s->out_used;
 	/* the one copy of a chunk on this path: the walker's read buffer is
 	 * refilled while workers encode; the headroom byte saves the copy a raw
 	 * blob would otherwise need for its encoding byte */
-	memcpy(s->in + 1, data, len);
-	s->len = len;
-	s->tag = tag;
-	s->idx = idx;
-	p->inflight++;
-	rc = fv_queue_push(&p->todo, s);
-	if (rc < 0)
-		return fail(p, rc, NULL, e);
+	memcpy(s->in + it->in_off, data, len);
+	s->in_used += 1 + len;
+	s->out_used += 1 + len + p->ov;
+	s->data += len;
 	return 0;
 }
 
 int fv_pipe_wait(struct fv_pipe *p, struct fv_err *e)
 {
-	int rc = p->rc ? fail(p, p->rc, NULL, e) : 0;
+	int rc = p->rc ? fail(p, p->rc, NULL, e) : flush(p, e);
 	while (rc == 0 && p->inflight)
 		rc = reap(p, true, e);
 	return rc;
@@ -207,6 +306,7 @@ void fv_pipe_stop(struct fv_pipe *p)
 	fv_queue_destroy(&p->todo);
 	fv_queue_destroy(&p->done);
 	pthread_mutex_destroy(&p->mu);
+	free(p->set);
 	free(p->slots);
 	free(p->free);
 	free(p->w);
@@ -235,13 +335,22 @@ int fv_pipe_start(struct fv_repo *r, unsigned nworkers, fv_pipe_stored_fn *store
 	p->free = calloc(p->nslots, sizeof *p->free);
 	p->w = calloc(nworkers, sizeof *p->w);
 	p->wcap = nworkers;
-	if (!p->slots || !p->free || !p->w)
+	size_t setcap = 1;
+	while (setcap < 2 * p->nslots * BATCH_MAX)
+		setcap *= 2;
+	p->set = calloc(setcap, sizeof *p->set);
+	p->setmask = setcap - 1;
+	if (!p->slots || !p->free || !p->w || !p->set)
 		goto fail;
+	/* the most chunk bytes a slot holds: one chunk of up to max, or a
+	 * batch of up to BATCH_BYTES */
+	size_t data = max > BATCH_BYTES ? max : BATCH_BYTES;
+	p->ov = fv_repo_sealed_max(r, 0) - 1;
 	for (size_t i = 0; i < p->nslots; i++) {
 		struct slot *s = &p->slots[i];
 		/* malloc'd once at the largest size; pages are faulted in as used */
-		s->in = malloc(1 + max);
-		s->out = malloc(fv_repo_sealed_max(r, max));
+		s->in = malloc(data + BATCH_MAX);
+		s->out = malloc(data + BATCH_MAX * (1 + p->ov));
 		if (!s->in || !s->out)
 			goto fail;
 		p->free[p->nfree++] = s;

@@ -11,22 +11,30 @@
  * (one chunk: its copy of the data and its sealed form) belongs to whoever
  * took it from a queue; threads share nothing else but the repository's
  * index, which workers read under the pipeline's lock and the walker changes
- * under it (fv_repo_append's idx_lock), and the `owner` marks of the slots
- * in flight, under the same lock. No global state.
+ * under it (fv_repo_append's idx_lock), and the set of ids in flight, under
+ * the same lock. No global state.
  *
  * Deduplication. A worker, once it has the id, looks it up in the index and
  * among the chunks in flight, under the lock; only the first copy of an id is
  * compressed and sealed, so a day-2 snapshot (mostly known chunks) costs an
  * id and a lookup per chunk. The walker's append checks the index again.
  *
+ * Chunks travel in batches (a slot): up to 64 chunks while the batch holds
+ * less than 1 MiB, or one larger chunk alone, so that the 16 KiB blocks of
+ * databases and vector files do not cost two thread wake-ups each. A batch
+ * is handed to the workers when full and by fv_pipe_wait.
+ *
  * Memory: fixed at fv_pipe_start, independent of the amount of data, with
- * M = the repository's largest chunk and N workers:
- *   N + 2 slots of (M + 1) + (M + 1 + 40) bytes (chunk copy with one byte of
- *   headroom; sealed blob),
+ * M = the repository's largest chunk (D = max(M, 1 MiB)) and N workers:
+ *   N + 2 slots of (D + 64) + (D + 64 x 41) bytes (chunk copies, each with
+ *   one byte of headroom; sealed blobs, 41 = encoding byte + largest seal
+ *   overhead),
  *   N encoders of 1 + ZSTD_compressBound(M) bytes plus a zstd context
- *   (1,303,456 bytes at level 3).
- * With the default M = 8 MiB and N = 2: 4 x 16,777,258 + 2 x 9,724,833 =
- * 86,558,698 bytes at most; each worker more adds 26,502,091 bytes. Buffers
+ *   (1,303,456 bytes at level 3),
+ *   the in-flight set: at most 2,048 x (N + 2) bytes.
+ * With the default M = 8 MiB and N = 2: 4 x 16,779,904 + 2 x 9,724,833 +
+ * 4,096 = 86,573,378 bytes at most; each more worker adds about 26.5 MB
+ * (26,504,737 bytes and a few KiB of set). Buffers
  * are allocated once, and only the pages chunks touch are faulted in (about
  * 2 x 1 MiB per slot for average chunks). Trees are stored on the walker
  * thread with the repository's own scratch, as before. See
@@ -64,14 +72,14 @@ int fv_pipe_start(struct fv_repo *r, unsigned nworkers, fv_pipe_stored_fn *store
 		  struct fv_pipe **out, struct fv_err *e);
 
 /* Queue a FV_OBJ_DATA chunk data[0..len) (len <= the repository's largest
- * chunk; copied: data may be reused at once). Waits while every slot is in
- * use, appending finished chunks meanwhile. Returns 0 or the pipeline's
- * error. */
+ * chunk; copied: data may be reused at once) into the batch being filled.
+ * Waits while every slot is in use, appending finished chunks meanwhile.
+ * Returns 0 or the pipeline's error. */
 int fv_pipe_submit(struct fv_pipe *p, const uint8_t *data, size_t len, void *tag, uint32_t idx,
 		   struct fv_err *e);
 
-/* Wait until every submitted chunk is stored (each reported via stored()).
- * Returns 0 or the pipeline's error. */
+/* Hand over the batch being filled, and wait until every submitted chunk is
+ * stored (each reported via stored()). Returns 0 or the pipeline's error. */
 int fv_pipe_wait(struct fv_pipe *p, struct fv_err *e);
 
 /* Store a blob on the walker thread, now: a tree (or a chunk that has to be

@@ -1,7 +1,8 @@
 /* Unit tests for backupd/pipeline: chunks stored by worker threads come back
  * with their ids, each distinct chunk is stored once however many copies are
- * in flight at once, what is stored reads back equal (compressed, raw and
- * empty chunks), and a pipeline stopped with chunks in flight stops cleanly. */
+ * in flight at once (also thousands of small chunks in batches), what is
+ * stored reads back equal (compressed, raw and empty chunks), and a pipeline
+ * stopped with chunks in flight stops cleanly. */
 #include "../../backupd/crypto.h"
 #include "../../backupd/pipeline.h"
 #include "../../backupd/repo.h"
@@ -62,10 +63,14 @@ static void fx_fini(struct fx *f)
 		nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* tag NULL: chunk idx of f; else tag is where its id goes */
 static void on_stored(void *ud, void *tag, uint32_t idx, const uint8_t id[FV_ID_LEN])
 {
 	struct fx *f = ud;
-	(void)tag;
+	if (tag) {
+		memcpy(tag, id, FV_ID_LEN);
+		return;
+	}
 	memcpy(f->ids[idx], id, FV_ID_LEN);
 	f->calls[idx]++;
 }
@@ -131,6 +136,59 @@ FV_TEST(store_dedup_read_back)
 	fx_fini(&f);
 }
 
+/* Thousands of small chunks (batches of 64, hundreds of ids in flight at
+ * once, many copies of each): every one comes back with its id and reads
+ * back equal, and each distinct content is stored once. A lost or stale
+ * entry of the in-flight set would store a chunk twice or not at all. */
+#define NSMALL 4000
+#define DISTINCT 500
+FV_TEST(many_small_chunks)
+{
+	static struct fx f;
+	static uint8_t ids[NSMALL][FV_ID_LEN];
+	struct fv_pipe *p = NULL;
+	struct fv_buf got = {0};
+	uint8_t buf[256];
+	FV_REQUIRE(fx_init(&f) == 0);
+	FV_REQUIRE(fv_pipe_start(f.r, 4, on_stored, &f, &p, &f.e) == 0);
+	uint64_t x = 88172645463325252ull;
+	unsigned content[NSMALL];
+	for (unsigned i = 0; i < NSMALL; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		content[i] = (unsigned)(x % DISTINCT);
+	}
+	for (unsigned i = 0; i < NSMALL; i++) {
+		size_t len = 16 + content[i] % 200;
+		memset(buf, 0, sizeof buf);
+		snprintf((char *)buf, sizeof buf, "small chunk %u", content[i]);
+		/* the id comes back into ids[i], through the tag */
+		FV_REQUIRE(fv_pipe_submit(p, buf, len, ids[i], 0, &f.e) == 0);
+	}
+	FV_REQUIRE(fv_pipe_wait(p, &f.e) == 0);
+	fv_pipe_stop(p);
+	struct fv_repo_stats st;
+	fv_repo_stats(f.r, &st);
+	FV_CHECK_EQ(st.new_blobs, DISTINCT);
+	FV_CHECK_EQ(st.dup_blobs, NSMALL - DISTINCT);
+	FV_REQUIRE(fv_repo_commit(f.r, &f.e) == 0);
+	unsigned bad = 0;
+	for (unsigned i = 0; i < NSMALL; i++) {
+		uint8_t want[FV_ID_LEN];
+		size_t len = 16 + content[i] % 200;
+		memset(buf, 0, sizeof buf);
+		snprintf((char *)buf, sizeof buf, "small chunk %u", content[i]);
+		fv_repo_id(f.r, buf, len, want);
+		bad += memcmp(ids[i], want, FV_ID_LEN) != 0 ||
+		       fv_repo_get(f.r, FV_OBJ_DATA, want, &got, &f.e) != 0 || got.len != len ||
+		       memcmp(got.data, buf, len) != 0;
+	}
+	FV_CHECK_EQ(bad, 0);
+	fv_buf_free(&got);
+	fx_fini(&f);
+}
+
 /* Stopped without waiting: workers exit, nothing is reported after stop,
  * and the repository can still be used. */
 FV_TEST(stop_with_chunks_in_flight)
@@ -156,4 +214,4 @@ FV_TEST(stop_with_chunks_in_flight)
 	fx_fini(&f);
 }
 
-FV_TESTS(store_dedup_read_back, stop_with_chunks_in_flight)
+FV_TESTS(store_dedup_read_back, many_small_chunks, stop_with_chunks_in_flight)
