@@ -577,14 +577,21 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Wait until every chunk submitted is stored and its id is in its node, and
+ * record the files read meanwhile in the files cache. Before a listing is
+ * encoded (it names the ids), and before its nodes move (chunk_stored finds
+ * a node by its address). */
+static int settle(struct bctx *c)
+{
+	int rc = fv_pipe_wait(c->pipe, c->e);
+	return rc < 0 ? rc : fcache_flush(c);
+}
+
 /* Store directory listing t once the chunks it names are stored; fills id. */
 static int store_tree_blob(struct bctx *c, struct fv_tree *t, uint8_t id[FV_ID_LEN])
 {
 	struct fv_buf b = {0};
-	/* the listing names its files' chunks: every id must be back */
-	int rc = fv_pipe_wait(c->pipe, c->e);
-	if (rc == 0)
-		rc = fcache_flush(c);
+	int rc = settle(c);
 	if (rc < 0)
 		return rc;
 	rc = fv_tree_encode(t, &b);
@@ -740,6 +747,8 @@ static int store_vdir(struct bctx *c, int dfd, const struct vnode *v, uint8_t id
 			fv_node_free(nd);
 		path_pop(c, old);
 	}
+	if (rc == 0)
+		rc = settle(c); /* the sort moves nodes */
 	if (rc == 0) {
 		fv_tree_sort(&t);
 		rc = store_tree_blob(c, &t, id);

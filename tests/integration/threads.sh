@@ -12,6 +12,8 @@
 #   - within one run, copies of a file that are in flight on different
 #     workers at once are stored once: new_bytes is the size of one copy
 #     (plus the directory listings);
+#   - source paths that are files, given out of order, restore equal (their
+#     listing is sorted while their chunks may be in flight);
 #   - a snapshot with 16 threads killed with SIGKILL at random moments
 #     (FV_THREADS_SEED) leaves a repository that check --read-data accepts,
 #     and the next run completes and restores equal;
@@ -113,6 +115,18 @@ nb=$(field new_bytes)
 	fail "big/ (three copies of each file, $one_copy bytes for one): $nb new bytes"
 assert_exit 0 fv restore "$T/repo-dup" latest --target "$T/out-dup" --verify -q
 diff -r "$src/big" "$T/out-dup$src/big" || fail "big/ does not restore equal"
+
+# --- source paths that are files, named out of order ---------------------------
+# their directory's listing is sorted while their last chunks may still be
+# on the workers: each chunk id must land in its own file's entry
+fv_init "$T/repo-files" --chunk-sizes 64,128,1024 -q
+files=(text.log.2 random.bin.1 random.bin.0)
+fv snapshot "$T/repo-files" "${files[@]/#/$src/big/}" --threads 4 --no-cache -q
+assert_exit 0 fv check "$T/repo-files" --read-data -q
+assert_exit 0 fv restore "$T/repo-files" latest --target "$T/out-files" --verify -q
+for f in "${files[@]}"; do
+	cmp "$src/big/$f" "$T/out-files$src/big/$f" || fail "source file $f does not restore equal"
+done
 
 # --- SIGKILL during a snapshot with many threads --------------------------------
 repo=$T/repo-kill
