@@ -8,10 +8,10 @@
 
 #include "queue.h"
 
-/* A slot carries a batch of chunks: with the 16 KiB blocks of databases and
- * vector files, handing chunks over one by one cost more in wake-ups than
- * the queues saved. A slot takes chunks while it holds fewer than
- * BATCH_BYTES (and BATCH_MAX chunks); a larger chunk travels alone. */
+/* A slot carries a batch of chunks: handed over one by one, the 16 KiB
+ * blocks of databases and vector files cost two thread wake-ups each. A
+ * slot takes chunks while it holds fewer than BATCH_BYTES of them (and
+ * fewer than BATCH_MAX); a larger chunk travels alone. */
 #define BATCH_MAX 64
 #define BATCH_BYTES (1u << 20)
 
@@ -59,8 +59,8 @@ struct fv_pipe {
 	size_t ov;         /* seal overhead */
 	/* the walker's */
 	struct slot **free;
-	struct slot *cur; /* being filled */
-	size_t nfree, inflight;
+	struct slot *cur;       /* being filled */
+	size_t nfree, inflight; /* inflight: slots handed to the workers */
 	int rc;
 	struct fv_err err;
 	fv_pipe_stored_fn *stored;
@@ -75,7 +75,7 @@ static size_t home(const struct fv_pipe *p, const uint8_t id[FV_ID_LEN])
 	return (size_t)h & p->setmask;
 }
 
-/* True when it's id is in flight already (it is a copy); else it goes into
+/* True when its id is in flight already (it is a copy); else it goes into
  * the set, as the copy being stored. mu held. */
 static bool in_flight_add(struct fv_pipe *p, struct item *it)
 {
