@@ -14,6 +14,8 @@
 #     (plus the directory listings);
 #   - source paths that are files, given out of order, restore equal (their
 #     listing is sorted while their chunks may be in flight);
+#   - a file that keeps changing while it is read is read 3 times, then
+#     stored flagged inconsistent with a warning; check and restore accept it;
 #   - a snapshot with 16 threads killed with SIGKILL at random moments
 #     (FV_THREADS_SEED) leaves a repository that check --read-data accepts,
 #     and the next run completes and restores equal;
@@ -127,6 +129,30 @@ assert_exit 0 fv restore "$T/repo-files" latest --target "$T/out-files" --verify
 for f in "${files[@]}"; do
 	cmp "$src/big/$f" "$T/out-files$src/big/$f" || fail "source file $f does not restore equal"
 done
+
+# --- a file that changes while it is read ----------------------------------------
+# re-read up to 3 times (each time its chunks from the last try are waited
+# for before its chunk list is dropped), then stored flagged inconsistent
+mkdir "$T/busy"
+head -c $((32 << 20)) /dev/zero >"$T/busy/file"
+python3 - "$T/busy/file" <<-'EOF2' &
+	import os, sys, time
+	fd, i = os.open(sys.argv[1], os.O_WRONLY), 0
+	while True:
+	    os.pwrite(fd, b"change %d" % i, (i * 7919) % (32 << 20))
+	    i += 1
+	    time.sleep(0.0005)
+EOF2
+writer=$!
+on_exit "kill $writer 2>/dev/null || true"
+fv_init "$T/repo-busy" --chunk-sizes 64,128,1024 -q
+assert_exit 0 fv snapshot "$T/repo-busy" "$T/busy" --threads 4 --no-cache -q
+assert_stderr 'changed while being read \(3 tries\); stored as inconsistent'
+kill "$writer"
+wait "$writer" 2>/dev/null || true
+assert_exit 0 fv check "$T/repo-busy" --read-data -q
+assert_exit 0 fv restore "$T/repo-busy" latest --target "$T/out-busy" --verify -q
+[ "$(stat -c %s "$T/out-busy$T/busy/file")" = $((32 << 20)) ] || fail "the inconsistent file restored with another size"
 
 # --- SIGKILL during a snapshot with many threads --------------------------------
 repo=$T/repo-kill
