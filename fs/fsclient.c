@@ -20,8 +20,9 @@
 struct node {
 	uint64_t id, parent;
 	uint64_t nlookup;
-	uint64_t extra; /* lookups the server counted for resolve(), given back with the last */
-	uint64_t csize; /* size and mtime at the last open (keep_cache) */
+	uint64_t extra;       /* lookups the server counted for resolve(), given back with the last */
+	uint64_t listed_next; /* the node listed after it (fv_fsc_set_next) */
+	uint64_t csize;       /* size and mtime at the last open (keep_cache) */
 	int64_t cmtime;
 	bool cvalid;
 	char *name;
@@ -686,6 +687,55 @@ int fv_fsc_open_inline(struct fv_fsc *c, uint64_t node, uint32_t flags, uint32_t
 	o->data = rep + at;
 	*buf = rep;
 	return 0;
+}
+
+void fv_fsc_open_inline_req(uint8_t req[FV_FSC_OPEN_INLINE_REQ], uint64_t node, uint32_t flags,
+			    uint32_t max_inline)
+{
+	fv_fs_req_put(req, FV_FS_OPEN_INLINE);
+	fv_put_le64(req + 4, node);
+	fv_put_le32(req + 12, flags);
+	fv_put_le32(req + 16, max_inline);
+}
+
+int fv_fsc_open_inline_done(const struct fv_tp_call *call, const uint8_t *reply, uint32_t max_inline,
+			    struct fv_fs_open_inline *o)
+{
+	if (call->status)
+		return fv_fsc_tp_errno(call->status);
+	if (call->reply_len < 4)
+		return -EPROTO;
+	int32_t st = (int32_t)fv_get_le32(reply);
+	if (st > 0 || st < -4095)
+		return -EPROTO;
+	if (st)
+		return st;
+	struct fv_rd r;
+	reply_rd(&r, reply, call->reply_len);
+	return fv_fs_open_inline_get(&r, max_inline, o);
+}
+
+bool fv_fsc_inline_ok(struct fv_fsc *c)
+{
+	return !atomic_load(&c->no_inline);
+}
+
+void fv_fsc_set_next(struct fv_fsc *c, uint64_t node, uint64_t next)
+{
+	pthread_mutex_lock(&c->mu);
+	struct node *n = find(c, node);
+	if (n)
+		n->listed_next = next;
+	pthread_mutex_unlock(&c->mu);
+}
+
+uint64_t fv_fsc_next(struct fv_fsc *c, uint64_t node)
+{
+	pthread_mutex_lock(&c->mu);
+	struct node *n = find(c, node);
+	uint64_t next = n ? n->listed_next : 0;
+	pthread_mutex_unlock(&c->mu);
+	return next;
 }
 
 static void release_done(struct fv_tp_call *call)

@@ -77,6 +77,22 @@ int fv_fsc_open(struct fv_fsc *c, uint64_t node, uint32_t flags, uint64_t *handl
  * bytes. */
 int fv_fsc_open_inline(struct fv_fsc *c, uint64_t node, uint32_t flags, uint32_t max_inline,
 		       struct fv_fs_open_inline *o, uint8_t **buf);
+/* The same asynchronously: encode the request into req
+ * (FV_FSC_OPEN_INLINE_REQ bytes) for a call whose reply buffer holds
+ * FV_FS_OPEN_INLINE_FIXED + max_inline bytes; fv_fsc_open_inline_done
+ * decodes the reply (o->data points into it). No retry, no fallback: a
+ * failed call is for the caller to make again with fv_fsc_open_inline. */
+#define FV_FSC_OPEN_INLINE_REQ 20
+void fv_fsc_open_inline_req(uint8_t req[FV_FSC_OPEN_INLINE_REQ], uint64_t node, uint32_t flags,
+			    uint32_t max_inline);
+int fv_fsc_open_inline_done(const struct fv_tp_call *call, const uint8_t *reply, uint32_t max_inline,
+			    struct fv_fs_open_inline *o);
+/* False once the server answered OPEN_INLINE -ENOSYS. */
+bool fv_fsc_inline_ok(struct fv_fsc *c);
+/* The order of a directory listing, for opening ahead: next is the node
+ * listed after node (0: none). Forgotten with the node. */
+void fv_fsc_set_next(struct fv_fsc *c, uint64_t node, uint64_t next);
+uint64_t fv_fsc_next(struct fv_fsc *c, uint64_t node);
 /* RELEASE handle (a lost handle is not an error). */
 void fv_fsc_release(struct fv_fsc *c, uint64_t handle);
 /* READ size bytes at off of handle into bulk (from fv_tp_bulk_get, at least

@@ -55,13 +55,15 @@ enum {
 #define RA_BUDGET (64u << 20)     /* read-ahead memory of the whole mount */
 #define INLINE_BUDGET (64u << 20) /* OPEN_INLINE bytes held by open files, whole mount */
 #define FORGET_AT_EXIT_MS 2000    /* how long an unmount waits for its last FORGETs */
+#define AHEAD_MAX 32              /* openahead=: small files opened ahead, at most */
+#define AHEAD_SLOTS 64            /* replies of opens ahead held at once */
 
 /* ---- options ------------------------------------------------------------- */
 
 struct opts {
 	char *source, *mountpoint;
 	char *paths, *conf_dir, *mode;
-	char *timeout, *attr_timeout, *entry_timeout, *readahead, *threads, *max_read;
+	char *timeout, *attr_timeout, *entry_timeout, *readahead, *threads, *max_read, *openahead;
 	int foreground, debug, help, version, fake;
 	int nargs;
 };
@@ -81,6 +83,7 @@ static const struct fuse_opt opt_spec[] = {OPT_STR("paths=%s", paths),
 					   OPT_STR("readahead=%s", readahead),
 					   OPT_STR("threads=%s", threads),
 					   OPT_STR("max_read=%s", max_read),
+					   OPT_STR("openahead=%s", openahead),
 					   FUSE_OPT_KEY("-h", KEY_HELP),
 					   FUSE_OPT_KEY("--help", KEY_HELP),
 					   FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -111,6 +114,8 @@ static const char usage_text[] =
 	"  readahead=N        1 MiB chunks read ahead of a sequential reader (0-16, default 4)\n"
 	"  threads=N          FUSE worker threads at most (default 16)\n"
 	"  max_read=BYTES     largest read request (default and at most 1048576)\n"
+	"  openahead=N        small files opened ahead of a reader that opens them in\n"
+	"                     directory order (0-32, default 8)\n"
 	"  allow_other, default_permissions, and the usual mount flags (nosuid, nodev,\n"
 	"  noexec, noatime, ...) are passed to FUSE; the mount is always ro;\n"
 	"  _netdev, noauto, auto, nofail, defaults, user, users, x-* are ignored.\n\n"
@@ -174,6 +179,14 @@ struct fs {
 	uint32_t max_read;
 	atomic_size_t ra_bytes;     /* read-ahead buffers held, all files */
 	atomic_size_t inline_bytes; /* OPEN_INLINE replies held (and asked for), all files */
+	/* Opening ahead (fs_open): OPEN_INLINE of the next small files of a
+	 * directory listing, asked for before the reader opens them. */
+	int ahead_window;                      /* openahead= */
+	pthread_mutex_t amu;                   /* the slots and expect */
+	pthread_cond_t acv;                    /* a slot answered */
+	struct ahead *ahead;                   /* AHEAD_SLOTS, or NULL: no opening ahead */
+	uint64_t ahead_expect;                 /* the node listed after the last one opened */
+	atomic_ullong ahead_asked, ahead_used; /* for the log at unmount */
 };
 
 static void fs_log(struct fs *fs, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -338,6 +351,7 @@ struct dh {
 	uint64_t cookie; /* the offset that continues at pos */
 	char *out;       /* the kernel's buffer */
 	size_t outcap;
+	uint64_t last_small; /* the last small file handed out (opening ahead) */
 };
 
 static void dh_drop(struct fs *fs, struct dh *d)
@@ -387,6 +401,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	if (!d->valid || (uint64_t)off != d->cookie) {
 		dh_drop(fs, d); /* a seek, or the first call */
 		d->cookie = (uint64_t)off;
+		d->last_small = 0;
 		if ((rc = fv_fsc_readdir(fs->c, ino, d->cookie, &d->b)) < 0)
 			goto out;
 		d->valid = true;
@@ -411,6 +426,12 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			/* READDIRPLUS counts a lookup in the kernel; READDIR does not */
 			if (!plus || fv_fsc_note_lookup(fs->c, ino, en->name, en->len, &en->attr) < 0)
 				fv_fsc_forget_server(fs->c, en->attr.node, 1);
+			else if (S_ISREG(en->attr.mode) && en->attr.size <= FV_FS_MAX_INLINE && fs->ahead) {
+				/* the order a reader like tar opens them in */
+				if (d->last_small)
+					fv_fsc_set_next(fs->c, d->last_small, en->attr.node);
+				d->last_small = en->attr.node;
+			}
 			d->pos++;
 			d->cookie = en->next_cookie;
 		}
@@ -680,6 +701,209 @@ static void fh_free(struct fh *f)
 	free(f);
 }
 
+/* ---- opening ahead --------------------------------------------------------
+ * A reader that opens the small files of a directory one after the other in
+ * the order they were listed (tar, cp -r) waits one round trip per file,
+ * and the server reads one file at a time. So when a file is opened that is
+ * the one listed after the previous open (or was opened ahead itself), the
+ * next ahead_window small files of the listing are asked for with
+ * OPEN_INLINE at once, asynchronously, and their opens are answered from
+ * those replies. A reply is used only for attr_timeout after it was asked
+ * for (like the inline bytes themselves: a file changed on the server is
+ * seen after the attribute timeout); one not used by then is dropped (its
+ * handle, if the file had grown past the inline limit, released). A reader
+ * in another order (sorted names, random) opens nothing ahead. */
+
+enum { AHEAD_FREE, AHEAD_BUSY, AHEAD_READY };
+
+struct ahead {
+	struct fv_tp_call call;
+	struct fs *fs;
+	uint64_t node;
+	int state;
+	int rc;
+	int64_t t0; /* when it was asked for (CLOCK_MONOTONIC) */
+	struct fv_fs_open_inline o;
+	uint8_t req[FV_FSC_OPEN_INLINE_REQ];
+	uint8_t *rep; /* FV_FS_OPEN_INLINE_FIXED + FV_FS_MAX_INLINE bytes, for the life of the mount */
+};
+
+static int64_t ttl_ns(const struct fs *fs)
+{
+	return (int64_t)(fs->attr_timeout * 1e9);
+}
+
+static void ahead_done(struct fv_tp_call *call)
+{
+	struct ahead *s = call->ud;
+	struct fs *fs = s->fs;
+	int rc = fv_fsc_open_inline_done(call, s->rep, FV_FS_MAX_INLINE, &s->o);
+	pthread_mutex_lock(&fs->amu);
+	s->rc = rc;
+	s->state = AHEAD_READY;
+	pthread_cond_broadcast(&fs->acv);
+	pthread_mutex_unlock(&fs->amu);
+}
+
+/* Free slot s (amu held); the handle it held, to release once unlocked. */
+static uint64_t ahead_free(struct ahead *s)
+{
+	uint64_t h = s->state == AHEAD_READY && s->rc == 0 ? s->o.handle : 0;
+	s->state = AHEAD_FREE;
+	s->node = 0;
+	return h;
+}
+
+/* The slot of node (amu held), or NULL. */
+static struct ahead *ahead_find(struct fs *fs, uint64_t node)
+{
+	for (int i = 0; i < AHEAD_SLOTS; i++)
+		if (fs->ahead[i].state != AHEAD_FREE && fs->ahead[i].node == node)
+			return &fs->ahead[i];
+	return NULL;
+}
+
+/* Take the reply opened ahead for node into f and o, waiting for it if it
+ * is on its way; false when there is none (or it is too old, or failed).
+ * *follows: node is the one listed after the last one opened, or was opened
+ * ahead: the reader follows the listing. */
+static bool ahead_take(struct fs *fs, uint64_t node, struct fh *f, struct fv_fs_open_inline *o, bool *follows)
+{
+	uint64_t stale = 0;
+	bool taken = false;
+	pthread_mutex_lock(&fs->amu);
+	struct ahead *s;
+	while ((s = ahead_find(fs, node)) && s->state == AHEAD_BUSY)
+		pthread_cond_wait(&fs->acv, &fs->amu);
+	if (s && s->rc == 0 && mono_ns() < s->t0 + ttl_ns(fs)) {
+		f->ibuf = malloc(FV_FS_OPEN_INLINE_FIXED + s->o.len);
+		if (f->ibuf) {
+			*o = s->o;
+			memcpy(f->ibuf, s->o.data, s->o.len);
+			o->data = f->ibuf;
+			f->iuntil_ns = s->t0 + ttl_ns(fs);
+			s->state = AHEAD_FREE; /* its handle (if any) is f's now */
+			s->node = 0;
+			taken = true;
+			atomic_fetch_add(&fs->ahead_used, 1);
+		}
+	}
+	if (s && !taken)
+		stale = ahead_free(s);
+	*follows = taken || node == fs->ahead_expect;
+	pthread_mutex_unlock(&fs->amu);
+	if (stale)
+		fv_fsc_release(fs->c, stale);
+	return taken;
+}
+
+/* node was opened: expect the one listed after it next, and when the
+ * reader follows the listing, ask for the next ahead_window small files. */
+static void ahead_start(struct fs *fs, uint64_t node, bool follows)
+{
+	uint64_t next = fv_fsc_next(fs->c, node);
+	pthread_mutex_lock(&fs->amu);
+	fs->ahead_expect = next;
+	pthread_mutex_unlock(&fs->amu);
+	if (!follows || !fv_fsc_inline_ok(fs->c))
+		return;
+	int64_t now = mono_ns();
+	for (int i = 0; i < fs->ahead_window && next; i++, next = fv_fsc_next(fs->c, next)) {
+		struct ahead *s = NULL;
+		uint64_t stale = 0;
+		pthread_mutex_lock(&fs->amu);
+		bool known = ahead_find(fs, next) != NULL;
+		for (int k = 0; k < AHEAD_SLOTS && !s && !known; k++) {
+			struct ahead *t = &fs->ahead[k];
+			if (t->state == AHEAD_READY && now >= t->t0 + ttl_ns(fs))
+				stale = ahead_free(t); /* never used: the reader went elsewhere */
+			if (t->state == AHEAD_FREE)
+				s = t;
+		}
+		if (s) {
+			s->state = AHEAD_BUSY;
+			s->node = next;
+			s->t0 = now;
+		}
+		pthread_mutex_unlock(&fs->amu);
+		if (stale)
+			fv_fsc_release(fs->c, stale);
+		if (known)
+			continue;
+		if (!s)
+			break; /* every slot in use */
+		fv_fsc_open_inline_req(s->req, next, O_RDONLY, FV_FS_MAX_INLINE);
+		s->call = (struct fv_tp_call){.req = s->req,
+					      .req_len = sizeof s->req,
+					      .idempotent = true,
+					      .reply = s->rep,
+					      .reply_cap = FV_FS_OPEN_INLINE_FIXED + FV_FS_MAX_INLINE,
+					      .done = ahead_done,
+					      .ud = s};
+		if (fv_tp_submit(fs->tp, &s->call) < 0) {
+			pthread_mutex_lock(&fs->amu);
+			(void)ahead_free(s);
+			pthread_mutex_unlock(&fs->amu);
+			break;
+		}
+		atomic_fetch_add(&fs->ahead_asked, 1);
+	}
+}
+
+/* Set up opening ahead (attr_timeout > 0, openahead > 0), after fs_new;
+ * without memory the mount does without. */
+static void ahead_init(struct fs *fs)
+{
+	if (fs->ahead_window <= 0 || fs->attr_timeout <= 0)
+		return;
+	struct ahead *v = calloc(AHEAD_SLOTS, sizeof *v);
+	for (int i = 0; v && i < AHEAD_SLOTS; i++) {
+		v[i].fs = fs;
+		if (!(v[i].rep = malloc(FV_FS_OPEN_INLINE_FIXED + FV_FS_MAX_INLINE))) {
+			while (i-- > 0)
+				free(v[i].rep);
+			free(v);
+			v = NULL;
+		}
+	}
+	fs->ahead = v;
+}
+
+/* At unmount, while the transport is up: wait (up to two seconds) for the
+ * opens ahead on their way and release the handles of those not used. */
+static void ahead_stop(struct fs *fs)
+{
+	if (!fs->ahead)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 2;
+	pthread_mutex_lock(&fs->amu);
+	for (int i = 0; i < AHEAD_SLOTS; i++) {
+		struct ahead *s = &fs->ahead[i];
+		while (s->state == AHEAD_BUSY && pthread_cond_timedwait(&fs->acv, &fs->amu, &ts) == 0)
+			;
+		uint64_t h = s->state == AHEAD_READY ? ahead_free(s) : 0;
+		if (h) {
+			pthread_mutex_unlock(&fs->amu);
+			fv_fsc_release(fs->c, h);
+			pthread_mutex_lock(&fs->amu);
+		}
+	}
+	pthread_mutex_unlock(&fs->amu);
+	fs_log(fs, LOG_INFO, "opened %llu files ahead, %llu of them used", atomic_load(&fs->ahead_asked),
+	       atomic_load(&fs->ahead_used));
+}
+
+/* Once the transport is closed (no call can complete any more). */
+static void ahead_free_all(struct fs *fs)
+{
+	for (int i = 0; fs->ahead && i < AHEAD_SLOTS; i++)
+		free(fs->ahead[i].rep);
+	free(fs->ahead);
+	fs->ahead = NULL;
+}
+
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fuse_req_userdata(req);
@@ -708,13 +932,18 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	int64_t t0 = mono_ns();
-	int rc = fv_fsc_open_inline(fs->c, ino, O_RDONLY, want, &o, &f->ibuf);
+	bool follows = false;
+	int rc = 0;
+	if (want && fs->ahead && ahead_take(fs, ino, f, &o, &follows))
+		t0 = f->iuntil_ns - ttl_ns(fs); /* the bytes are as old as the open ahead */
+	else
+		rc = fv_fsc_open_inline(fs->c, ino, O_RDONLY, want, &o, &f->ibuf);
 	if (rc == 0 && f->ibuf && (o.len || o.handle == 0)) {
 		f->idata = o.data;
 		f->ilen = o.len;
 		f->iwhole = o.handle == 0;
 		f->iheld = FV_FS_OPEN_INLINE_FIXED + o.len;
-		f->iuntil_ns = t0 + (int64_t)(fs->attr_timeout * 1e9);
+		f->iuntil_ns = t0 + ttl_ns(fs);
 	} else {
 		free(f->ibuf); /* no bytes: nothing to keep */
 		f->ibuf = NULL;
@@ -737,6 +966,8 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->noflush = 1;
 	if (fuse_reply_open(req, fi) != 0)
 		fh_free(f);
+	if (want && fs->ahead)
+		ahead_start(fs, ino, follows);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -1276,7 +1507,7 @@ static void opts_free(struct opts *o)
 {
 	char **v[] = {&o->source,    &o->mountpoint, &o->paths,        &o->conf_dir,
 		      &o->mode,      &o->timeout,    &o->attr_timeout, &o->entry_timeout,
-		      &o->readahead, &o->threads,    &o->max_read};
+		      &o->readahead, &o->threads,    &o->max_read,     &o->openahead};
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
 		free(*v[i]);
 		*v[i] = NULL;
@@ -1321,6 +1552,7 @@ static int parse_opts(struct opts *o, struct fs *fs, struct setup *s)
 	s->timeout = 60;
 	fs->attr_timeout = fs->entry_timeout = 1;
 	fs->ra_slots = 4;
+	fs->ahead_window = 8;
 	fs->max_read = IO_MAX;
 	s->threads = 16;
 	if ((o->timeout && parse_secs("timeout", o->timeout, 1, 86400, &s->timeout) < 0) ||
@@ -1333,6 +1565,11 @@ static int parse_opts(struct opts *o, struct fs *fs, struct setup *s)
 		if (parse_int("readahead", o->readahead, 0, RA_MAX_SLOTS, &v) < 0)
 			return EXIT_USAGE;
 		fs->ra_slots = (int)v;
+	}
+	if (o->openahead) {
+		if (parse_int("openahead", o->openahead, 0, AHEAD_MAX, &v) < 0)
+			return EXIT_USAGE;
+		fs->ahead_window = (int)v;
 	}
 	if (o->threads && parse_int("threads", o->threads, 1, 256, &s->threads) < 0)
 		return EXIT_USAGE;
@@ -1362,6 +1599,8 @@ int main(int argc, char **argv)
 
 	memset(&s, 0, sizeof s);
 	fv_log_init(&fs.lg, "fabvault-fs", LOG_NOTICE);
+	pthread_mutex_init(&fs.amu, NULL);
+	pthread_cond_init(&fs.acv, NULL);
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0) {
 		st = EXIT_USAGE;
 		goto out_args;
@@ -1380,6 +1619,7 @@ int main(int argc, char **argv)
 		fs.lg.max_prio = LOG_DEBUG;
 	if ((st = parse_opts(&o, &fs, &s)) != 0)
 		goto out_args;
+	ahead_init(&fs);
 	if (fuse_opt_add_arg(&args, "-o") < 0 || fuse_opt_add_arg(&args, s.mountopts) < 0) {
 		st = EXIT_ERROR;
 		goto out_args;
@@ -1456,6 +1696,7 @@ out_unmount:
 	fuse_session_unmount(se);
 	/* the kernel forgets nothing at unmount: give the server its nodes
 	 * back while the transport is up */
+	ahead_stop(&fs);
 	size_t given = 0;
 	int frc = fv_fsc_forget_all(fs.c, FORGET_AT_EXIT_MS, &given);
 	if (frc < 0)
@@ -1479,5 +1720,8 @@ out_destroy:
 out_args:
 	fuse_opt_free_args(&args);
 	opts_free(&o);
+	ahead_free_all(&fs); /* the transport is closed: no call completes any more */
+	pthread_cond_destroy(&fs.acv);
+	pthread_mutex_destroy(&fs.amu);
 	return st;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fabvault-fs and small files (docs/protocol.md, OPEN_INLINE): a file that
-# fits an OPEN reply is read in one round trip (exportd's request counters:
-# one OPEN_INLINE per file of a tar, no READ, no RELEASE); files of 0 B, 1 B,
+# fits an OPEN reply is read in one request (exportd's request counters: one
+# OPEN_INLINE per file of a tar, no READ, no RELEASE), and most of them are
+# opened ahead of tar (fabvault-fs's log); files of 0 B, 1 B,
 # exactly the inline limit, one byte more and 1 MiB read back byte-identical,
 # whole and at offsets across the limit; a file rewritten on the server with
 # other bytes of the same size is seen after the attribute timeout; a file
@@ -49,7 +50,7 @@ served() {
 	echo "${n:-0}"
 }
 mount_fs() {
-	nsenter --net="/run/netns/$NS_B" "$FS" -f -o "paths=$P0+$P1,conf_dir=$T/b,attr_timeout=1,entry_timeout=1,timeout=20" \
+	nsenter --net="/run/netns/$NS_B" "$FS" -d -o "paths=$P0+$P1,conf_dir=$T/b,attr_timeout=1,entry_timeout=1,timeout=20" \
 		10.200.1.1:/ "$MNT" 2>"$T/fs.log" &
 	FPID=$!
 	local i
@@ -79,6 +80,8 @@ tar_count() {
 	stop_exportd
 	diff -r "$SRC/small" "$T/out-$1" >/dev/null || fail "$1: the tar of the small files differs"
 	echo "$1: $(cut -d: -f2- <"$T/served" | sed 's/^ *//')"
+	grep -o 'opened [0-9]* files ahead, [0-9]* of them used' "$T/fs.log" || true
+	echo "$1: FUSE requests from the kernel: $(grep -o 'opcode: [A-Z]*' "$T/fs.log" | sort | uniq -c | tr -s ' \n' ' ')"
 }
 
 mkdir -p "$SRC/small" "$MNT" "$T/out-inline" "$T/out-old"
@@ -97,7 +100,12 @@ sleep 1.2
 echo "--- a tar of $N small files: one request each (OPEN_INLINE), no READ, no RELEASE"
 start_exportd
 tar_count inline
-assert_eq "$(served OPEN_INLINE)" "$N" "OPEN_INLINE requests for $N files"
+# opening ahead may ask for a few files more than tar opens (8 at most at
+# the end of a listing, or again when a reply grew old)
+n=$(served OPEN_INLINE)
+[ "$n" -ge "$N" ] && [ "$n" -le $((N + N / 10)) ] || fail "$n OPEN_INLINE requests for $N files"
+used=$(grep -o 'opened [0-9]* files ahead, [0-9]* of them used' "$T/fs.log" | cut -d' ' -f5)
+[ "${used:-0}" -ge $((N / 2)) ] || fail "only ${used:-0} of $N files were opened ahead of tar: $(grep 'ahead' "$T/fs.log")"
 assert_eq "$(served OPEN)" 0 "OPEN requests"
 assert_eq "$(served READ)" 0 "READ requests"
 assert_eq "$(served RELEASE)" 0 "RELEASE requests"
