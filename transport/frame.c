@@ -106,10 +106,10 @@ void fv_frame_dir_init(struct fv_frame_dir *d, int mode, int cipher, const uint8
 		crypto_aead_aes256gcm_beforenm(&d->aes, key);
 }
 
-static void nonce_of(const struct fv_frame_dir *d, unsigned seg, uint8_t n[12])
+static void nonce_of(uint64_t ctr, unsigned seg, uint8_t n[12])
 {
 	fv_put_le32(n, seg);
-	fv_put_le64(n + 4, d->counter);
+	fv_put_le64(n + 4, ctr);
 }
 
 static void checksum(const uint8_t hdr[FV_FRAME_HDR], const uint8_t *p, size_t n, uint8_t out[16])
@@ -122,12 +122,19 @@ static void checksum(const uint8_t hdr[FV_FRAME_HDR], const uint8_t *p, size_t n
 void fv_frame_seal(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[FV_FRAME_HDR], uint8_t *p,
 		   size_t n, uint8_t trailer[FV_FRAME_TRAILER])
 {
+	fv_frame_seal_at(d, d->counter, seg, hdr, p, n, trailer);
+}
+
+void fv_frame_seal_at(const struct fv_frame_dir *d, uint64_t ctr, unsigned seg,
+		      const uint8_t hdr[FV_FRAME_HDR], uint8_t *p, size_t n,
+		      uint8_t trailer[FV_FRAME_TRAILER])
+{
 	if (d->mode != FV_MODE_ENCRYPT) {
 		checksum(hdr, p, n, trailer);
 		return;
 	}
 	uint8_t nonce[12];
-	nonce_of(d, seg, nonce);
+	nonce_of(ctr, seg, nonce);
 	if (d->cipher == FV_CIPHER_AESGCM)
 		crypto_aead_aes256gcm_encrypt_detached_afternm(p, trailer, NULL, p, n, hdr, FV_FRAME_HDR,
 							       NULL, nonce, &d->aes);
@@ -145,7 +152,7 @@ int fv_frame_open(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[
 		return memcmp(want, trailer, 16) ? -EBADMSG : 0;
 	}
 	uint8_t nonce[12];
-	nonce_of(d, seg, nonce);
+	nonce_of(d->counter, seg, nonce);
 	int rc;
 	if (d->cipher == FV_CIPHER_AESGCM)
 		rc = crypto_aead_aes256gcm_decrypt_detached_afternm(p, NULL, p, n, trailer, hdr, FV_FRAME_HDR,

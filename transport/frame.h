@@ -81,6 +81,12 @@ void fv_frame_dir_init(struct fv_frame_dir *d, int mode, int cipher, const uint8
  * fv_frame_next(d) after the last segment of the frame. */
 void fv_frame_seal(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[FV_FRAME_HDR], uint8_t *p,
 		   size_t n, uint8_t trailer[FV_FRAME_TRAILER]);
+/* The same for frame counter ctr, d left as it is: d is only read, so
+ * several threads may seal frames of one direction at once (each its own
+ * counter; the frames must still leave in counter order). */
+void fv_frame_seal_at(const struct fv_frame_dir *d, uint64_t ctr, unsigned seg,
+		      const uint8_t hdr[FV_FRAME_HDR], uint8_t *p, size_t n,
+		      uint8_t trailer[FV_FRAME_TRAILER]);
 
 /* Verify (and in encrypt mode decrypt in place) one segment. Returns 0 or
  * -EBADMSG (checksum or authentication failure). */

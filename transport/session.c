@@ -48,6 +48,7 @@ int fv_tp_sess_new(struct fv_tp_link *l, const char *kind, const struct fv_tp_lo
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&s->send_mu, NULL);
+	pthread_cond_init(&s->turn_cv, NULL);
 	s->link = l;
 	s->log = log;
 	s->tx.mode = s->rx.mode = FV_MODE_INTEGRITY;
@@ -64,9 +65,13 @@ void fv_tp_sess_free(struct fv_tp_sess *s)
 	sodium_memzero(&s->tx, sizeof s->tx);
 	sodium_memzero(&s->rx, sizeof s->rx);
 	pthread_mutex_destroy(&s->send_mu);
+	pthread_cond_destroy(&s->turn_cv);
 	free(s->sendbuf);
 	free(s);
 }
+
+/* Bulk payloads from this size on are sealed outside send_mu. */
+#define EARLY_SEAL_MIN (64u << 10)
 
 int fv_tp_sess_send(struct fv_tp_sess *s, struct fv_frame_hdr *h, const void *ctl, uint32_t ctl_len,
 		    struct fv_tp_buf *bulk, uint32_t bulk_len, void (*done)(void *ud, int status), void *ud)
@@ -79,18 +84,39 @@ int fv_tp_sess_send(struct fv_tp_sess *s, struct fv_frame_hdr *h, const void *ct
 	h->ctl_len = ctl_len;
 	if (h->type == FV_FT_REPLY)
 		h->bulk_len = bulk_len;
+	else
+		bulk_len = 0;
+	uint8_t hdr[FV_FRAME_HDR], btrailer[FV_FRAME_TRAILER];
+	fv_frame_encode(h, hdr);
+	bool early = bulk_len >= EARLY_SEAL_MIN;
 	pthread_mutex_lock(&s->send_mu);
+	uint64_t ctr = s->tx.counter;
+	fv_frame_next(&s->tx);
+	if (early) {
+		/* a large payload is sealed while other frames go out */
+		pthread_mutex_unlock(&s->send_mu);
+		fv_frame_seal_at(&s->tx, ctr, 1, hdr, bulk->p, bulk_len, btrailer);
+		pthread_mutex_lock(&s->send_mu);
+	}
+	while (s->tx_sent != ctr) {
+		s->tx_waiting++;
+		pthread_cond_wait(&s->turn_cv, &s->send_mu);
+		s->tx_waiting--;
+	}
 	uint8_t *m = s->sendbuf;
-	fv_frame_encode(h, m);
+	memcpy(m, hdr, FV_FRAME_HDR);
 	size_t off = FV_FRAME_HDR;
 	if (ctl_len) {
 		memcpy(m + off, ctl, ctl_len);
-		fv_frame_seal(&s->tx, 0, m, m + off, ctl_len, m + off + ctl_len);
+		fv_frame_seal_at(&s->tx, ctr, 0, m, m + off, ctl_len, m + off + ctl_len);
 		off += ctl_len + FV_FRAME_TRAILER;
 	}
 	struct fv_tp_tx tx = {.msg = m, .len = 0};
-	if (h->type == FV_FT_REPLY && bulk_len) {
-		fv_frame_seal(&s->tx, 1, m, bulk->p, bulk_len, m + off);
+	if (bulk_len) {
+		if (early)
+			memcpy(m + off, btrailer, FV_FRAME_TRAILER);
+		else
+			fv_frame_seal_at(&s->tx, ctr, 1, m, bulk->p, bulk_len, m + off);
 		off += FV_FRAME_TRAILER;
 		tx.bulk = bulk;
 		tx.bulk_len = bulk_len;
@@ -98,8 +124,12 @@ int fv_tp_sess_send(struct fv_tp_sess *s, struct fv_frame_hdr *h, const void *ct
 		tx.bulk_ud = ud;
 	}
 	tx.len = off;
-	fv_frame_next(&s->tx);
+	/* a failed send still takes its turn: the link is broken, and the
+	 * senders after it must learn that from their own send */
 	int rc = s->link->ops->send(s->link, &tx);
+	s->tx_sent++;
+	if (s->tx_waiting)
+		pthread_cond_broadcast(&s->turn_cv);
 	pthread_mutex_unlock(&s->send_mu);
 	return rc;
 }
@@ -262,6 +292,7 @@ static void set_dirs(struct fv_tp_sess *s, int mode, int cipher, const uint8_t *
 {
 	fv_frame_dir_init(&s->tx, mode, cipher, txk);
 	fv_frame_dir_init(&s->rx, mode, cipher, rxk);
+	s->tx_sent = 0; /* the handshake is over: nobody else sends yet */
 }
 
 int fv_tp_sess_client(struct fv_tp_sess *s, const struct fv_tp_node_key *key, const struct fv_tp_peers *peers,

@@ -2,9 +2,12 @@
  * "Handshake"), then sealed frames in both directions. Used by client.c and
  * server.c; not part of the public API.
  *
- * Threads: fv_tp_sess_send may be called by any thread (it holds send_mu
- * while it assigns the frame counter, seals and sends, so frames leave in
- * counter order). fv_tp_sess_recv only by the link's owner thread.
+ * Threads: fv_tp_sess_send may be called by any thread. It takes the next
+ * frame counter under send_mu, seals a large bulk payload outside it (so
+ * that several threads encrypt or checksum at once), then sends under
+ * send_mu when every frame of a lower counter has left: frames leave in
+ * counter order, as the receiver expects. fv_tp_sess_recv only by the
+ * link's owner thread.
  */
 #ifndef FV_SESSION_H
 #define FV_SESSION_H
@@ -20,7 +23,10 @@
 struct fv_tp_sess {
 	struct fv_tp_link *link;
 	pthread_mutex_t send_mu;
-	struct fv_frame_dir tx; /* under send_mu */
+	pthread_cond_t turn_cv; /* tx_sent moved, for senders waiting their turn */
+	struct fv_frame_dir tx; /* under send_mu (counter: the next frame's) */
+	uint64_t tx_sent;       /* under send_mu: frames sent (or given up), = next to send */
+	unsigned tx_waiting;    /* under send_mu: senders waiting on turn_cv */
 	struct fv_frame_dir rx; /* owner thread */
 	uint8_t *sendbuf;       /* FV_FRAME_MAX_MSG, under send_mu */
 	uint32_t credits;       /* client: requests allowed in flight; server: what it granted */
