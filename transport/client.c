@@ -226,15 +226,6 @@ static void wake(struct fv_tp_call *call)
 	pthread_mutex_unlock(&w->mu);
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__) || defined(__arm__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 /* Busy-wait up to limit_ns for w to be done. The CPU is given up now and
  * then (sched_yield returns at once when nothing else wants it), so that on a
  * busy machine the thread that completes the call is not kept waiting. */
@@ -243,7 +234,7 @@ static bool spin(struct waiter *w, int64_t start, int64_t limit_ns)
 	for (unsigned i = 1;; i++) {
 		if (atomic_load_explicit(&w->state, memory_order_acquire) == W_DONE)
 			return true;
-		cpu_relax();
+		fv_tp_cpu_relax();
 		if (!(i & 63)) {
 			if (fv_tp_now_ns() - start >= limit_ns)
 				return false;

@@ -153,4 +153,15 @@ extern const struct fv_tp_ops fv_tp_rdma_ops;
 /* The ops for a path kind. */
 const struct fv_tp_ops *fv_tp_ops_for(int kind);
 
+/* In a busy-wait loop: tell the CPU (x86 pause, Arm yield), so that it
+ * spends less power and lets a sibling hardware thread run. */
+static inline void fv_tp_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
 #endif

@@ -189,15 +189,6 @@ static int64_t now_ms(void)
 	return now_ns() / 1000000;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__) || defined(__arm__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 /* Milliseconds left until deadline (-1: none) for poll(). */
 static int left_ms(int64_t deadline)
 {
@@ -482,7 +473,7 @@ static int tp_rdma_recv(struct fv_tp_link *lk, struct fv_tp_rx *rx, int timeout_
 		if (was_down)
 			return -ECONNRESET;
 		if (poll_until && now_ns() < poll_until) {
-			cpu_relax();
+			fv_tp_cpu_relax();
 			continue;
 		}
 		if (!l->rarmed) {
