@@ -3,7 +3,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "reader.h"
 #include "repo_internal.h"
+#include "workq.h"
 
 /* A set of 32-byte ids (open addressing). */
 struct idset {
@@ -84,7 +88,6 @@ struct cctx {
 	char snapdesc[96];
 	char path[8192];
 	size_t pathlen;
-	struct fv_buf blob;
 };
 
 __attribute__((format(printf, 3, 4))) static void report(struct cctx *c, bool is_error, const char *fmt, ...)
@@ -394,36 +397,215 @@ static int cmp_entry_place(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
+/* Read-data runs on o->threads workers, each with its own fv_reader. The
+ * blobs, sorted by pack and offset, are cut into runs of one pack of at most
+ * RUN_BYTES of frames; the main thread queues the runs in order, so packs
+ * are spread over the workers and each run is read front to back. A worker
+ * keeps the failures it finds (position in the order, message) to itself;
+ * the main thread reports them after joining, sorted by position, so the
+ * report is the same whatever the number of threads. Only the main thread
+ * calls the caller's callbacks. */
+#define RUN_BYTES (8u << 20)
+#define RUN_QUEUE 64
+
+struct run {
+	size_t from, to; /* positions in rdata.order */
+};
+
+struct rfail {
+	size_t pos;
+	char *msg;
+};
+
+struct rdata;
+
+struct rworker {
+	struct rdata *d;
+	pthread_t tid;
+	struct fv_reader *rd;
+	struct fv_buf blob;
+	struct rfail *fails; /* owned by the worker until joined */
+	size_t nfails, capfails;
+	uint64_t blobs;
+	struct fv_err err; /* a fatal error (out of memory) */
+	int fatal;
+};
+
+struct rdata {
+	const struct fv_index_entry **order; /* read-only while workers run */
+	struct fv_workq runs;                /* main -> workers: struct run */
+	struct fv_workq ends;                /* workers -> main: one int each, at exit */
+	atomic_uint_fast64_t done;           /* blobs read, for progress */
+};
+
+static int add_fail(struct rworker *w, size_t pos, const char *msg)
+{
+	if (w->nfails == w->capfails) {
+		size_t cap = w->capfails ? 2 * w->capfails : 16;
+		struct rfail *v = realloc(w->fails, cap * sizeof *v);
+		if (!v)
+			return -ENOMEM;
+		w->fails = v;
+		w->capfails = cap;
+	}
+	char *m = strdup(msg);
+	if (!m)
+		return -ENOMEM;
+	w->fails[w->nfails++] = (struct rfail){.pos = pos, .msg = m};
+	return 0;
+}
+
+static void *read_worker(void *arg)
+{
+	struct rworker *w = arg;
+	struct rdata *d = w->d;
+	struct fv_err le = {0};
+	struct run run;
+	int end = 0;
+
+	while (fv_workq_pop(&d->runs, &run, true, 0) == 1) {
+		for (size_t i = run.from; i < run.to; i++) {
+			int rc = fv_reader_read(w->rd, d->order[i], &w->blob, &le);
+			w->blobs++;
+			if (rc < 0 && rc != -ENOMEM)
+				rc = add_fail(w, i, le.msg);
+			if (rc == -ENOMEM) {
+				w->fatal = fv_err_set(&w->err, rc, "out of memory");
+				fv_workq_shutdown(&d->runs);
+				fv_workq_shutdown(&d->ends);
+				return NULL;
+			}
+			atomic_fetch_add_explicit(&d->done, 1, memory_order_relaxed);
+		}
+	}
+	fv_workq_push(&d->ends, &end);
+	return NULL;
+}
+
+static int fail_cmp(const void *a, const void *b)
+{
+	const struct rfail *x = a, *y = b;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Join the workers, then report their failures in order and free them. */
+static int read_finish(struct cctx *c, struct rdata *d, struct rworker *w, unsigned started)
+{
+	size_t nf = 0;
+	int rc = 0;
+	for (unsigned t = 0; t < started; t++) {
+		pthread_join(w[t].tid, NULL);
+		nf += w[t].nfails;
+		c->res->blobs += w[t].blobs;
+		if (w[t].fatal && !rc)
+			rc = fv_err_set(c->e, w[t].fatal, "%s", w[t].err.msg);
+	}
+	struct rfail *all = malloc((nf ? nf : 1) * sizeof *all);
+	if (!all && !rc)
+		rc = fv_err_set(c->e, -ENOMEM, "out of memory");
+	nf = 0;
+	for (unsigned t = 0; t < started; t++) {
+		for (size_t i = 0; i < w[t].nfails; i++) {
+			if (all)
+				all[nf++] = w[t].fails[i];
+			else
+				free(w[t].fails[i].msg);
+		}
+		free(w[t].fails);
+		w[t].fails = NULL;
+	}
+	if (all) {
+		qsort(all, nf, sizeof *all, fail_cmp);
+		for (size_t i = 0; i < nf; i++) {
+			report(c, true, "%s", all[i].msg);
+			idset_add(&c->damaged, d->order[all[i].pos]->id);
+			free(all[i].msg);
+		}
+	}
+	free(all);
+	return rc;
+}
+
 static int read_all_data(struct cctx *c)
 {
-	size_t n = c->r->idx.n;
-	const struct fv_index_entry **order = malloc((n ? n : 1) * sizeof(const struct fv_index_entry *));
-	struct fv_err le = {0};
-	if (!order)
-		return fv_err_set(c->e, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++)
-		order[i] = &c->r->idx.e[i];
-	/* pack by pack, in file order: sequential reads */
-	qsort(order, n, sizeof(const struct fv_index_entry *), cmp_entry_place);
-	for (size_t i = 0; i < n; i++) {
-		const struct fv_index_entry *ie = order[i];
-		if (idset_has(&c->damaged, ie->id))
-			continue; /* already reported by the scan */
-		int rc = fv_repo_get(c->r, fv_index_type(ie), ie->id, &c->blob, &le);
-		c->res->blobs++;
-		if (rc == -ENOMEM) {
-			free(order);
-			return fv_err_set(c->e, rc, "out of memory");
-		}
-		if (rc < 0) {
-			report(c, true, "%s", le.msg);
-			idset_add(&c->damaged, ie->id);
-		}
-		if ((i & 255) == 0)
-			progress(c, "read-data", i, n);
+	size_t n = c->r->idx.n, m = 0;
+	unsigned nthreads = fv_reader_threads(c->o->threads), started = 0;
+	struct rdata d = {0};
+	struct rworker *w = calloc(nthreads, sizeof *w);
+	int rc = 0;
+
+	d.order = malloc((n ? n : 1) * sizeof(const struct fv_index_entry *));
+	if (!d.order || !w) {
+		rc = fv_err_set(c->e, -ENOMEM, "out of memory");
+		goto out_free;
 	}
-	free(order);
-	return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!idset_has(&c->damaged, c->r->idx.e[i].id)) /* already reported by the scan */
+			d.order[m++] = &c->r->idx.e[i];
+	/* pack by pack, in file order: sequential reads */
+	qsort(d.order, m, sizeof(const struct fv_index_entry *), cmp_entry_place);
+	atomic_init(&d.done, 0);
+	rc = fv_workq_init(&d.runs, sizeof(struct run), RUN_QUEUE);
+	if (rc == 0)
+		rc = fv_workq_init(&d.ends, sizeof(int), nthreads);
+	if (rc < 0) {
+		rc = fv_err_set(c->e, rc, "out of memory");
+		goto out_queues;
+	}
+	for (unsigned t = 0; t < nthreads; t++) {
+		w[t].d = &d;
+		rc = fv_reader_open(c->r, &w[t].rd, c->e);
+		if (rc < 0)
+			goto out_stop;
+		rc = -pthread_create(&w[t].tid, NULL, read_worker, &w[t]);
+		if (rc < 0) {
+			if (started) /* fewer threads will do */
+				break;
+			fv_err_sys(c->e, rc, "cannot start a thread to read data");
+			goto out_stop;
+		}
+		started++;
+	}
+	rc = 0;
+	for (size_t i = 0; i < m;) {
+		struct run run = {.from = i};
+		uint32_t pack = fv_index_pack(d.order[i]);
+		uint64_t bytes = 0;
+		while (i < m && fv_index_pack(d.order[i]) == pack && (i == run.from || bytes < RUN_BYTES))
+			bytes += d.order[i++]->len;
+		run.to = i;
+		if (fv_workq_push(&d.runs, &run) < 0)
+			break; /* a worker failed: it says why */
+		progress(c, "read-data", atomic_load(&d.done), m);
+	}
+	fv_workq_close(&d.runs);
+	/* wait for every worker to finish, showing progress meanwhile */
+	for (unsigned ended = 0; ended < started;) {
+		int end, got = fv_workq_pop(&d.ends, &end, true, 200);
+		if (got == 1)
+			ended++;
+		else if (got != -ETIMEDOUT)
+			break;
+		progress(c, "read-data", atomic_load(&d.done), m);
+	}
+out_stop:
+	fv_workq_shutdown(&d.runs);
+	{
+		int frc = read_finish(c, &d, w, started);
+		if (rc == 0)
+			rc = frc;
+	}
+	for (unsigned t = 0; t < nthreads; t++) {
+		fv_reader_close(w[t].rd);
+		fv_buf_free(&w[t].blob);
+	}
+out_queues:
+	fv_workq_fini(&d.runs);
+	fv_workq_fini(&d.ends);
+out_free:
+	free(d.order);
+	free(w);
+	return rc;
 }
 
 /* ---- snapshots ---- */
@@ -574,7 +756,6 @@ int fv_check_run(struct fv_repo *r, const struct fv_check_opts *o, struct fv_che
 		res->blobs = r->idx.n;
 	idset_free(&c.damaged);
 	idset_free(&c.clean);
-	fv_buf_free(&c.blob);
 	if (rc < 0)
 		return rc;
 	if (res->errors)

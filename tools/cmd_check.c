@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../backupd/check.h"
+#include "../backupd/reader.h"
 #include "cli.h"
 #include "opts.h"
 
@@ -16,6 +17,8 @@ static const char help[] = "Usage: fabvault check REPO [OPTIONS]\n"
 			   "Pack files left by an interrupted snapshot are reported as harmless.\n\n"
 			   "Options:\n"
 			   "      --read-data        also decrypt, decompress and re-hash every blob\n"
+			   "      --threads N        read data with N threads (1 to 64; default: one per\n"
+			   "                         online CPU)\n"
 			   "      --json             print the result as JSON on stdout\n"
 			   "      --passphrase-file F  read the passphrase from file F\n"
 			   "  -q, --quiet            print only problems\n"
@@ -48,7 +51,9 @@ static void on_progress(void *ud, const char *phase, uint64_t done, uint64_t tot
 
 int cmd_check(struct cli *c, int argc, char **argv)
 {
-	static const struct option lo[] = {{"read-data", no_argument, NULL, 'R'}, FV_COMMON_LONGOPTS};
+	static const struct option lo[] = {{"read-data", no_argument, NULL, 'R'},
+					   {"threads", required_argument, NULL, 'T'},
+					   FV_COMMON_LONGOPTS};
 	struct fv_check_opts o = {0};
 	struct fv_check_result res;
 	struct chk k = {.c = c};
@@ -58,6 +63,13 @@ int cmd_check(struct cli *c, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, FV_COMMON_SHORTOPTS, lo, NULL)) != -1) {
 		if (opt == 'R') {
 			o.read_data = true;
+			continue;
+		}
+		if (opt == 'T') {
+			if (fv_reader_threads_parse(optarg, &o.threads) < 0)
+				return cli_usage(c, "check",
+						 "--threads wants a whole number from 1 to %d, not '%s'",
+						 FV_READ_THREADS_MAX, optarg);
 			continue;
 		}
 		rc = cli_common_opt(c, opt, "check", help);
