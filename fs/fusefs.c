@@ -964,10 +964,12 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)f;
 	fi->keep_cache = fv_fsc_cache_same(fs->c, ino, o.attr.size, o.attr.mtime_ns);
 	fi->noflush = 1;
-	if (fuse_reply_open(req, fi) != 0)
-		fh_free(f);
+	/* before the reply: the reader's next open must find the files it
+	 * asks for on their way, not ask for them again */
 	if (want && fs->ahead)
 		ahead_start(fs, ino, follows);
+	if (fuse_reply_open(req, fi) != 0)
+		fh_free(f);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)

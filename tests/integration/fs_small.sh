@@ -105,7 +105,7 @@ tar_count inline
 n=$(served OPEN_INLINE)
 [ "$n" -ge "$N" ] && [ "$n" -le $((N + N / 10)) ] || fail "$n OPEN_INLINE requests for $N files"
 used=$(grep -o 'opened [0-9]* files ahead, [0-9]* of them used' "$T/fs.log" | cut -d' ' -f5)
-[ "${used:-0}" -ge $((N / 2)) ] || fail "only ${used:-0} of $N files were opened ahead of tar: $(grep 'ahead' "$T/fs.log")"
+[ "${used:-0}" -ge $((N * 3 / 4)) ] || fail "only ${used:-0} of $N files were opened ahead of tar: $(grep 'ahead' "$T/fs.log")"
 assert_eq "$(served OPEN)" 0 "OPEN requests"
 assert_eq "$(served READ)" 0 "READ requests"
 assert_eq "$(served RELEASE)" 0 "RELEASE requests"
