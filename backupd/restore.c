@@ -13,7 +13,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,8 @@
 #include <unistd.h>
 
 #include "../common/fsutil.h"
+#include "reader.h"
+#include "workq.h"
 
 /* Deeper trees come from a broken or hostile repository; each level costs an
  * fd and a decoded tree, so this also bounds what one restore can hold. */
@@ -31,6 +35,12 @@
 #define PROGRESS_INTERVAL_NS 200000000LL
 
 #define XATTR_CAPS "security.capability"
+
+/* The data path (see restore.h, "Threads"): files open at once, chunks the
+ * walker sorts at a time, chunks queued for the workers. */
+#define RESTORE_SLOTS 256
+#define RESTORE_BATCH 1024
+#define RESTORE_QUEUE 256
 
 enum sel {
 	SEL_NONE,     /* not restored */
@@ -47,6 +57,48 @@ struct include {
 struct hlink_slot {
 	uint64_t key; /* 0 = empty (hlink 0 means "no group") */
 	char *path;   /* relative to the target of the first member restored */
+};
+
+/* A chunk a worker could not restore, or one the walker found beyond the
+ * file's size; warned about by the walker when the file is finished. */
+enum { CF_BEYOND, CF_READ, CF_WRITE };
+struct chunk_fail {
+	uint64_t off;
+	uint32_t len, index;
+	int kind, code;
+	char *msg; /* CF_READ: the reader's message */
+};
+
+/* A file being restored. The walker fills fd, path and node before the
+ * file's first chunk is queued and owns them; workers only read fd and
+ * path. refs counts the walker's own reference and each queued chunk: the
+ * thread that drops it to zero hands the slot to the walker to finish. */
+struct fslot {
+	int fd;
+	char *path;          /* relative to the target, for messages */
+	struct fv_node node; /* moved out of its tree */
+	atomic_uint refs;
+	atomic_uint_fast64_t written; /* bytes written into this file */
+	atomic_bool stop;             /* a write failed: skip its other chunks */
+	struct chunk_fail *fails;     /* under restore.mu */
+	size_t nfails, capfails;
+};
+
+/* One chunk to read and write: walker -> workers. */
+struct witem {
+	const struct fv_index_entry *ie;
+	uint64_t off; /* in the file */
+	uint32_t len;
+	uint32_t slot;
+};
+
+struct restore;
+
+struct rworker {
+	struct restore *c;
+	pthread_t tid;
+	struct fv_reader *rd;
+	struct fv_buf chunk;
 };
 
 struct restore {
@@ -75,7 +127,23 @@ struct restore {
 
 	struct fv_restore_progress prog;
 	int64_t last_prog_ns;
-	uint64_t damaged; /* entries hit by damaged or missing blobs */
+	uint64_t damaged;  /* entries hit by damaged or missing blobs */
+	const char *wpath; /* when set, the path warnings name (a file being finished) */
+
+	/* the data path; everything but what is marked belongs to the walker */
+	struct rworker *w;
+	unsigned nthreads, started;
+	struct fv_workq work; /* struct witem, walker -> workers */
+	struct fv_workq done; /* uint32_t slot, workers -> walker; room for every slot */
+	struct fslot *slots;
+	uint32_t *free_slots, nfree, busy;
+	struct witem *batch;
+	size_t nbatch;
+	uint64_t prog_adjust;         /* prog.bytes = written + prog_adjust */
+	atomic_uint_fast64_t written; /* shared: bytes written by workers */
+	pthread_mutex_t mu;           /* guards fatal, fatal_err and slots' fails */
+	int fatal;                    /* a worker's fatal error, first one */
+	struct fv_err fatal_err;
 };
 
 /* A failure that makes continuing pointless: every later write would fail
@@ -100,7 +168,7 @@ static void warn(struct restore *c, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->wmsg, sizeof c->wmsg, fmt, ap);
 	va_end(ap);
-	c->o->warn(c->o->ud, c->path, code, c->wmsg);
+	c->o->warn(c->o->ud, c->wpath ? c->wpath : c->path, code, c->wmsg);
 }
 
 /* An entry failed (and was warned about); damage: because of the repository. */
@@ -128,6 +196,7 @@ static void progress(struct restore *c, bool force)
 		return;
 	c->last_prog_ns = now;
 	c->prog.path = c->path;
+	c->prog.bytes = atomic_load_explicit(&c->written, memory_order_relaxed) + c->prog_adjust;
 	c->o->progress(c->o->ud, &c->prog);
 }
 
@@ -512,61 +581,158 @@ static int open_dir(int dirfd, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
-/* ---- regular files ---- */
+/* ---- the data path: workers ---- */
 
-/* Write n's chunks into fd. *bad is set when a chunk could not be written
- * (warned); the return is negative only for a fatal error. */
-static int write_chunks(struct restore *c, int fd, const struct fv_node *n, bool *bad)
+/* A worker hit an error that ends the restore: keep the first one and wake
+ * every waiting thread. Called by workers; the walker picks it up when its
+ * next push or pop is cancelled. */
+static void worker_fatal(struct restore *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void worker_fatal(struct restore *c, int code, const char *fmt, ...)
 {
-	bool damage = false;
-	int rc = 0;
-
-	for (uint32_t i = 0; i < n->nchunks && rc == 0; i++) {
-		const struct fv_chunkref *ref = &n->chunks[i];
-		if (ref->off > (uint64_t)INT64_MAX - ref->len || ref->off + ref->len > n->size) {
-			warn(c, -EUCLEAN,
-			     "chunk %" PRIu32 " at offset %" PRIu64 " lies beyond the size %" PRIu64
-			     " (damaged tree); left as a hole",
-			     i, ref->off, n->size);
-			damage = *bad = true;
-			continue;
-		}
-		rc = fv_repo_get(c->r, FV_OBJ_DATA, ref->id, &c->chunk, &c->tmp);
-		if (rc == 0 && c->chunk.len != ref->len) {
-			rc = fv_err_set(&c->tmp, -EUCLEAN, "data blob has %zu bytes, the tree says %" PRIu32,
-					c->chunk.len, ref->len);
-		}
-		if (rc == -ENOMEM) {
-			fv_err_set(c->e, rc, "%s: %s", c->path, c->tmp.msg);
-			break;
-		}
-		if (rc < 0) {
-			/* The rest of the file is still worth having: the bad
-			 * range stays a hole and the return says EUCLEAN. */
-			warn(c, rc, "chunk at offset %" PRIu64 " (%" PRIu32 " bytes) not restored: %s",
-			     ref->off, ref->len, c->tmp.msg);
-			damage |= repo_damage(rc);
-			*bad = true;
-			rc = 0;
-			continue;
-		}
-		rc = fv_pwrite_full(fd, c->chunk.data, ref->len, (off_t)ref->off);
-		if (rc < 0) {
-			if (write_fatal(rc)) {
-				fv_err_sys(c->e, rc, "cannot write %s/%s", c->o->target, c->path);
-				break;
-			}
-			warn(c, rc, "cannot write at offset %" PRIu64, ref->off);
-			*bad = true;
-			rc = 0;
-			break;
-		}
-		c->st->bytes += ref->len;
-		c->prog.bytes += ref->len;
-		progress(c, false);
+	pthread_mutex_lock(&c->mu);
+	if (!c->fatal) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(c->fatal_err.msg, sizeof c->fatal_err.msg, fmt, ap);
+		va_end(ap);
+		c->fatal = code;
+		c->fatal_err.code = code;
 	}
-	c->damaged += damage;
+	pthread_mutex_unlock(&c->mu);
+	fv_workq_shutdown(&c->work);
+	fv_workq_shutdown(&c->done);
+}
+
+/* The walker's view of a cancelled queue: the worker's error, in c->e. */
+static int worker_failed(struct restore *c)
+{
+	int rc;
+	pthread_mutex_lock(&c->mu);
+	rc = c->fatal;
+	if (rc)
+		fv_err_set(c->e, rc, "%s", c->fatal_err.msg);
+	pthread_mutex_unlock(&c->mu);
+	return rc ? rc : fv_err_set(c->e, -ECANCELED, "restore: the data path stopped");
+}
+
+/* Note a failed chunk of s; -ENOMEM when even that fails. Any thread. */
+static int slot_fail(struct restore *c, struct fslot *s, int kind, int code, uint64_t off, uint32_t len,
+		     uint32_t index, const char *msg)
+{
+	int rc = 0;
+	char *m = msg ? strdup(msg) : NULL;
+	pthread_mutex_lock(&c->mu);
+	if (msg && !m) {
+		rc = -ENOMEM;
+	} else if (s->nfails == s->capfails) {
+		size_t cap = s->capfails ? 2 * s->capfails : 4;
+		struct chunk_fail *v = realloc(s->fails, cap * sizeof *v);
+		if (v) {
+			s->fails = v;
+			s->capfails = cap;
+		} else {
+			rc = -ENOMEM;
+		}
+	}
+	if (rc == 0)
+		s->fails[s->nfails++] = (struct chunk_fail){
+			.off = off, .len = len, .index = index, .kind = kind, .code = code, .msg = m};
+	else
+		free(m);
+	pthread_mutex_unlock(&c->mu);
 	return rc;
+}
+
+/* Read one chunk and write it at its place; false when the restore must
+ * stop (worker_fatal was called). */
+static bool worker_item(struct rworker *w, const struct witem *it)
+{
+	struct restore *c = w->c;
+	struct fslot *s = &c->slots[it->slot];
+	struct fv_err le;
+	if (atomic_load_explicit(&s->stop, memory_order_relaxed))
+		return true;
+	int rc = fv_reader_read(w->rd, it->ie, &w->chunk, &le);
+	if (rc == 0 && w->chunk.len != it->len)
+		rc = fv_err_set(&le, -EUCLEAN, "data blob has %zu bytes, the tree says %" PRIu32,
+				w->chunk.len, it->len);
+	if (rc == -ENOMEM) {
+		worker_fatal(c, rc, "%s: %s", s->path, le.msg);
+		return false;
+	}
+	if (rc < 0) {
+		/* The rest of the file is still worth having: the bad range
+		 * stays a hole and the return says EUCLEAN. */
+		if (slot_fail(c, s, CF_READ, rc, it->off, it->len, 0, le.msg) < 0) {
+			worker_fatal(c, -ENOMEM, "%s: out of memory", s->path);
+			return false;
+		}
+		return true;
+	}
+	rc = fv_pwrite_full(s->fd, w->chunk.data, it->len, (off_t)it->off);
+	if (rc < 0) {
+		if (write_fatal(rc)) {
+			worker_fatal(c, rc, "cannot write %s/%s: %s", c->o->target, s->path, strerror(-rc));
+			return false;
+		}
+		atomic_store(&s->stop, true);
+		if (slot_fail(c, s, CF_WRITE, rc, it->off, it->len, 0, NULL) < 0) {
+			worker_fatal(c, -ENOMEM, "%s: out of memory", s->path);
+			return false;
+		}
+		return true;
+	}
+	atomic_fetch_add_explicit(&s->written, it->len, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->written, it->len, memory_order_relaxed);
+	return true;
+}
+
+static void *worker_main(void *arg)
+{
+	struct rworker *w = arg;
+	struct restore *c = w->c;
+	struct witem it;
+
+	while (fv_workq_pop(&c->work, &it, true, 0) == 1) {
+		if (!worker_item(w, &it))
+			break;
+		/* the last reference: the file is complete, the walker finishes it */
+		if (atomic_fetch_sub(&c->slots[it.slot].refs, 1) == 1 &&
+		    fv_workq_push(&c->done, &it.slot) < 0)
+			break;
+	}
+	return NULL;
+}
+
+/* ---- the data path: the walker's side ---- */
+
+static int witem_cmp(const void *a, const void *b)
+{
+	const struct witem *x = a, *y = b;
+	uint32_t px = fv_index_pack(x->ie), py = fv_index_pack(y->ie);
+	if (px != py)
+		return px < py ? -1 : 1;
+	return x->ie->off < y->ie->off ? -1 : x->ie->off > y->ie->off;
+}
+
+/* Queue the batch in pack and offset order, so the packs are read front
+ * to back. */
+static int batch_flush(struct restore *c)
+{
+	qsort(c->batch, c->nbatch, sizeof *c->batch, witem_cmp);
+	for (size_t i = 0; i < c->nbatch; i++)
+		if (fv_workq_push(&c->work, &c->batch[i]) < 0)
+			return worker_failed(c);
+	c->nbatch = 0;
+	return 0;
+}
+
+static int fail_cmp(const void *a, const void *b)
+{
+	const struct chunk_fail *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
 }
 
 /* Re-read what was written and compare it with the chunk ids. Returns true
@@ -578,7 +744,7 @@ static bool verify_chunks(struct restore *c, int fd, const struct fv_node *n, in
 		uint8_t id[FV_ID_LEN];
 		c->chunk.len = 0;
 		if (fv_buf_reserve(&c->chunk, ref->len) < 0) {
-			*fatal = fv_err_set(c->e, -ENOMEM, "restore: out of memory verifying %s", c->path);
+			*fatal = fv_err_set(c->e, -ENOMEM, "restore: out of memory verifying %s", c->wpath);
 			return false;
 		}
 		int rc = fv_pread_full(fd, c->chunk.data, ref->len, (off_t)ref->off);
@@ -598,18 +764,220 @@ static bool verify_chunks(struct restore *c, int fd, const struct fv_node *n, in
 	return true;
 }
 
-static int restore_file(struct restore *c, int dirfd, const struct fv_node *n)
+static void slot_release(struct restore *c, uint32_t si)
+{
+	struct fslot *s = &c->slots[si];
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	free(s->path);
+	s->path = NULL;
+	fv_node_free(&s->node);
+	for (size_t i = 0; i < s->nfails; i++)
+		free(s->fails[i].msg);
+	s->nfails = 0;
+	c->free_slots[c->nfree++] = si;
+	c->busy--;
+}
+
+/* Every chunk of slot si is written (or failed): warn about what failed,
+ * set the size (holes come from it alone), verify, set the metadata, close.
+ * Runs on the walker, the only thread that calls the caller's callbacks. */
+static int file_finish(struct restore *c, uint32_t si)
+{
+	struct fslot *s = &c->slots[si];
+	const struct fv_node *n = &s->node;
+	uint64_t written = atomic_load(&s->written);
+	bool bad = false, damage = false, write_warned = false;
+	int rc = 0;
+
+	c->wpath = s->path;
+	if (s->nfails)
+		qsort(s->fails, s->nfails, sizeof *s->fails, fail_cmp);
+	for (size_t i = 0; i < s->nfails; i++) {
+		const struct chunk_fail *f = &s->fails[i];
+		bad = true;
+		if (f->kind == CF_BEYOND) {
+			warn(c, f->code,
+			     "chunk %" PRIu32 " at offset %" PRIu64 " lies beyond the size %" PRIu64
+			     " (damaged tree); left as a hole",
+			     f->index, f->off, n->size);
+			damage = true;
+		} else if (f->kind == CF_READ) {
+			warn(c, f->code, "chunk at offset %" PRIu64 " (%" PRIu32 " bytes) not restored: %s",
+			     f->off, f->len, f->msg);
+			damage |= repo_damage(f->code);
+		} else if (!write_warned) { /* the first: the file's later chunks were skipped */
+			warn(c, f->code, "cannot write at offset %" PRIu64, f->off);
+			write_warned = true;
+		}
+	}
+	c->damaged += damage;
+	c->st->bytes += written;
+	if (ftruncate(s->fd, (off_t)n->size) < 0) {
+		rc = -errno;
+		if (write_fatal(rc)) {
+			fv_err_sys(c->e, rc, "cannot set the size of %s/%s", c->o->target, s->path);
+			goto out;
+		}
+		warn(c, rc, "cannot set size %" PRIu64, n->size);
+		rc = 0;
+		bad = true;
+	}
+	if (c->o->verify && !bad && !verify_chunks(c, s->fd, n, &rc)) {
+		if (rc < 0)
+			goto out;
+		c->st->verify_failures++;
+	}
+	if (!set_meta(c, s->fd, -1, n))
+		bad = true;
+	rc = close(s->fd) < 0 ? -errno : 0;
+	s->fd = -1;
+	if (rc < 0) {
+		warn(c, rc, "error closing the file");
+		rc = 0;
+		bad = true;
+	}
+	if (bad)
+		c->st->errors++;
+	c->st->files++;
+	c->prog.files++;
+	c->prog_adjust += data_bytes(n) - written;
+out:
+	c->wpath = NULL;
+	slot_release(c, si);
+	if (rc == 0)
+		progress(c, false);
+	return rc;
+}
+
+/* Finish the files whose chunks are all written; with wait, wait for at
+ * least one. */
+static int reap(struct restore *c, bool wait)
+{
+	uint32_t si;
+	for (;;) {
+		int got = fv_workq_pop(&c->done, &si, wait, 0);
+		if (got == 0)
+			return 0;
+		if (got < 0)
+			return worker_failed(c);
+		int rc = file_finish(c, si);
+		if (rc < 0)
+			return rc;
+		wait = false;
+	}
+}
+
+/* A free slot, finishing completed files first, and waiting for one when
+ * all are busy (after queueing the batch: its chunks may be what they wait
+ * for). */
+static int slot_get(struct restore *c, uint32_t *si)
+{
+	int rc = reap(c, false);
+	while (rc == 0 && !c->nfree) {
+		rc = batch_flush(c);
+		if (rc == 0)
+			rc = reap(c, true);
+	}
+	if (rc == 0) {
+		*si = c->free_slots[--c->nfree];
+		c->busy++;
+	}
+	return rc;
+}
+
+/* Start the workers (not in dry-run). */
+static int data_start(struct restore *c)
+{
+	int rc;
+	c->nthreads = fv_reader_threads(c->o->threads);
+	pthread_mutex_init(&c->mu, NULL);
+	rc = fv_workq_init(&c->work, sizeof(struct witem), RESTORE_QUEUE);
+	if (rc == 0)
+		rc = fv_workq_init(&c->done, sizeof(uint32_t), RESTORE_SLOTS);
+	c->slots = calloc(RESTORE_SLOTS, sizeof *c->slots);
+	c->free_slots = calloc(RESTORE_SLOTS, sizeof *c->free_slots);
+	c->batch = calloc(RESTORE_BATCH, sizeof *c->batch);
+	c->w = calloc(c->nthreads, sizeof *c->w);
+	for (uint32_t i = 0; c->slots && i < RESTORE_SLOTS; i++)
+		c->slots[i].fd = -1;
+	if (rc < 0 || !c->slots || !c->free_slots || !c->batch || !c->w)
+		return fv_err_set(c->e, -ENOMEM, "restore: out of memory");
+	for (uint32_t i = 0; i < RESTORE_SLOTS; i++)
+		c->free_slots[c->nfree++] = RESTORE_SLOTS - 1 - i;
+	for (unsigned t = 0; t < c->nthreads; t++) {
+		c->w[t].c = c;
+		rc = fv_reader_open(c->r, &c->w[t].rd, c->e);
+		if (rc < 0)
+			return rc;
+		rc = -pthread_create(&c->w[t].tid, NULL, worker_main, &c->w[t]);
+		if (rc < 0) {
+			if (c->started) /* fewer threads will do */
+				break;
+			return fv_err_sys(c->e, rc, "restore: cannot start a thread to write files");
+		}
+		c->started++;
+	}
+	return 0;
+}
+
+/* The walk is over: queue the rest and finish every file. */
+static int data_drain(struct restore *c)
+{
+	int rc = batch_flush(c);
+	fv_workq_close(&c->work);
+	while (rc == 0 && c->busy)
+		rc = reap(c, true);
+	return rc;
+}
+
+/* Stop the workers (at once when the restore failed) and free the data
+ * path; files still open are closed as they are. */
+static void data_stop(struct restore *c)
+{
+	if (!c->slots && !c->w)
+		return;
+	if (c->work.ring)
+		fv_workq_shutdown(&c->work);
+	if (c->done.ring)
+		fv_workq_shutdown(&c->done);
+	for (unsigned t = 0; t < c->started; t++)
+		pthread_join(c->w[t].tid, NULL);
+	for (unsigned t = 0; c->w && t < c->nthreads; t++) {
+		fv_reader_close(c->w[t].rd);
+		fv_buf_free(&c->w[t].chunk);
+	}
+	for (uint32_t i = 0; c->slots && i < RESTORE_SLOTS; i++) {
+		if (c->free_slots && (c->slots[i].path || c->slots[i].fd >= 0))
+			slot_release(c, i);
+		free(c->slots[i].fails);
+	}
+	fv_workq_fini(&c->work);
+	fv_workq_fini(&c->done);
+	pthread_mutex_destroy(&c->mu);
+	free(c->w);
+	free(c->slots);
+	free(c->free_slots);
+	free(c->batch);
+}
+
+/* ---- regular files ---- */
+
+/* Create n's file and hand its chunks to the workers; n is moved into the
+ * file's slot (the tree keeps an empty node). */
+static int restore_file(struct restore *c, int dirfd, struct fv_node *n)
 {
 	uint64_t total = data_bytes(n);
 	const char *first = n->hlink ? hl_find(c, n->hlink) : NULL;
-	bool bad = false;
+	uint32_t si = 0;
 	int rc = 0, fd = -1;
 
 	if (c->o->dry_run)
 		goto done;
 	if (first) {
 		rc = make_node(c, dirfd, n, first);
-		if (rc == 0) /* one inode: content and metadata are already there */
+		if (rc == 0) /* one inode: content and metadata are (or will be) there */
 			goto done;
 		warn(c, rc, "cannot hardlink to %s, writing a separate copy", first);
 		rc = 0;
@@ -627,51 +995,64 @@ static int restore_file(struct restore *c, int dirfd, const struct fv_node *n)
 		c->st->errors++;
 		return 0;
 	}
-	uint64_t before = c->prog.bytes;
-	rc = write_chunks(c, fd, n, &bad);
-	if (rc < 0)
-		goto out;
-	c->prog.bytes = before; /* counted once more below, whole */
-	/* Holes between and after chunks come from the size alone. */
-	if (ftruncate(fd, (off_t)n->size) < 0) {
-		rc = -errno;
-		if (write_fatal(rc)) {
-			fv_err_sys(c->e, rc, "cannot set the size of %s/%s", c->o->target, c->path);
-			goto out;
-		}
-		warn(c, rc, "cannot set size %" PRIu64, n->size);
-		rc = 0;
-		bad = true;
-	}
-	if (c->o->verify && !bad && !verify_chunks(c, fd, n, &rc)) {
-		if (rc < 0)
-			goto out;
-		c->st->verify_failures++;
-	}
-	if (!set_meta(c, fd, -1, n))
-		bad = true;
-	if (close(fd) < 0) {
-		rc = -errno;
-		warn(c, rc, "error closing the file");
-		rc = 0;
-		bad = true;
-	}
-	fd = -1;
-	if (bad)
-		c->st->errors++;
+	/* Later members link to this path now: the data arrives in the one
+	 * inode whenever it is written. */
 	if (n->hlink && !first) {
 		rc = hl_add(c, n->hlink, c->path);
 		if (rc < 0)
-			goto out;
+			goto fail_fd;
 	}
+	rc = slot_get(c, &si);
+	if (rc < 0)
+		goto fail_fd;
+	struct fslot *s = &c->slots[si];
+	s->fd = fd;
+	s->path = strdup(c->path);
+	if (!s->path) {
+		s->fd = -1;
+		slot_release(c, si);
+		rc = fv_err_set(c->e, -ENOMEM, "restore: out of memory for a path");
+		goto fail_fd;
+	}
+	s->node = *n;
+	memset(n, 0, sizeof *n);
+	n = &s->node;
+	atomic_store(&s->refs, 1);
+	atomic_store(&s->written, 0);
+	atomic_store(&s->stop, false);
+	for (uint32_t i = 0; i < n->nchunks; i++) {
+		const struct fv_chunkref *ref = &n->chunks[i];
+		const struct fv_index_entry *ie;
+		if (ref->off > (uint64_t)INT64_MAX - ref->len || ref->off + ref->len > n->size) {
+			rc = slot_fail(c, s, CF_BEYOND, -EUCLEAN, ref->off, ref->len, i, NULL);
+		} else if ((rc = fv_reader_locate(c->r, FV_OBJ_DATA, ref->id, &ie, &c->tmp)) < 0) {
+			rc = slot_fail(c, s, CF_READ, rc, ref->off, ref->len, i, c->tmp.msg);
+		} else {
+			if (c->nbatch == RESTORE_BATCH)
+				rc = batch_flush(c);
+			if (rc == 0) {
+				atomic_fetch_add(&s->refs, 1);
+				c->batch[c->nbatch++] = (struct witem){
+					.ie = ie, .off = ref->off, .len = ref->len, .slot = si};
+			}
+		}
+		if (rc == -ENOMEM)
+			return fv_err_set(c->e, rc, "%s: out of memory", c->path);
+		if (rc < 0)
+			return rc;
+	}
+	/* the walker's own reference: when it is the last, finish here */
+	if (atomic_fetch_sub(&s->refs, 1) == 1)
+		return file_finish(c, si);
+	return 0;
 done:
 	c->st->files++;
 	c->prog.files++;
-	c->prog.bytes += total;
+	c->prog_adjust += total;
 	progress(c, false);
-out:
-	if (fd >= 0)
-		close(fd);
+	return rc;
+fail_fd:
+	close(fd);
 	return rc;
 }
 
@@ -743,7 +1124,7 @@ static int restore_dir(struct restore *c, int dirfd, const struct fv_node *n, bo
 	return rc;
 }
 
-static int walk_node(struct restore *c, int dirfd, const struct fv_node *n, bool all)
+static int walk_node(struct restore *c, int dirfd, struct fv_node *n, bool all)
 {
 	size_t saved = c->plen;
 	size_t len = n->name ? strnlen(n->name, FV_NAME_MAX + 1) : 0;
@@ -903,13 +1284,21 @@ int fv_restore_run(struct fv_repo *r, const struct fv_snapshot *s, const struct 
 			goto out;
 		progress(&c, true);
 	}
+	if (!o->dry_run) {
+		rc = data_start(&c);
+		if (rc < 0)
+			goto out;
+	}
 	rc = walk_tree(&c, c.rootfd, s->root, all);
+	if (rc == 0 && !o->dry_run)
+		rc = data_drain(&c);
 	if (rc < 0)
 		goto out;
 	path_pop(&c, 0);
 	progress(&c, true);
 	rc = finish(&c);
 out:
+	data_stop(&c);
 	if (c.rootfd >= 0)
 		close(c.rootfd);
 	fv_buf_free(&c.chunk);

@@ -7,7 +7,34 @@
  * Order: contents, xattrs, owner (when root), security.capability (chown
  * drops it), mode, mtime; directory
  * metadata after their entries (a 0000 directory is filled first).
- * Single-threaded; uses the repo's thread.
+ *
+ * Threads: fv_restore_run runs on the thread that owns r (the walker) and
+ * starts o->threads workers (none in dry-run), joined before it returns.
+ *   - The walker alone reads trees (through r), creates directories, files,
+ *     links and special files, applies all metadata, calls the callbacks,
+ *     and owns the hardlink table, the statistics and every open file.
+ *   - A worker owns an fv_reader (backupd/reader.h) and a chunk buffer; it
+ *     reads chunks (frame checksum, unseal, decompress, id check) and
+ *     pwrites each at its offset into a file the walker opened, so chunks
+ *     of one file may be written by different workers.
+ *   - They talk through two bounded queues (backupd/workq.h): walker ->
+ *     workers, chunks to write (the walker sorts up to 1024 at a time by
+ *     pack and offset, so packs are read front to back); workers -> walker,
+ *     files whose last chunk is done (by reference count), which the walker
+ *     then finishes: warnings for failed chunks, size (holes), verify,
+ *     xattrs, owner, mode, times, close. A worker that hits an error ending
+ *     the restore (disk full, out of memory) shuts both queues down, which
+ *     ends every wait, so nothing hangs.
+ * Memory budget, on top of the trees of the current path: per worker its
+ * three buffers (frame, plaintext, chunk), which grow in powers of two to
+ * the largest chunk read: with the default 8 MiB largest chunk at most
+ * 16 + 16 + 8 MiB = 41,943,040 bytes, plus a zstd context (95,992 bytes);
+ * shared, 86,016 bytes (256 file slots of 208 bytes, 1024 + 256 queued
+ * chunks of 24 bytes, the finished-files queue and the free list) plus the
+ * nodes (48 bytes per chunk) and paths of the at most 256 files open. For
+ * 2 workers: 84,164,080 bytes plus those nodes; --verify adds the walker's
+ * one chunk buffer (8 MiB). Fds: 256 files, 4 packs per worker, one per
+ * directory level.
  */
 #ifndef FV_RESTORE_H
 #define FV_RESTORE_H
@@ -34,9 +61,10 @@ struct fv_restore_opts {
 	 * is an ancestor of an include. None: everything. */
 	const char *const *includes;
 	size_t nincludes;
-	bool dry_run; /* walk and report, write nothing */
-	bool verify;  /* re-read written files and compare chunk ids */
-	bool owner;   /* restore uid/gid (callers pass geteuid() == 0) */
+	bool dry_run;     /* walk and report, write nothing */
+	bool verify;      /* re-read written files and compare chunk ids */
+	bool owner;       /* restore uid/gid (callers pass geteuid() == 0) */
+	unsigned threads; /* data workers; 0: one per online CPU (at most FV_READ_THREADS_MAX) */
 	void (*warn)(void *ud, const char *path, int code, const char *msg);
 	void (*progress)(void *ud, const struct fv_restore_progress *p);
 	/* item: called for every entry selected (dry-run listing, --verbose). */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../backupd/reader.h"
 #include "../backupd/restore.h"
 #include "cli.h"
 #include "opts.h"
@@ -23,6 +24,8 @@ static const char help[] = "Usage: fabvault restore REPO SNAP --target DIR [OPTI
 			   "      --verify           re-read every restored file and compare it with the\n"
 			   "                         snapshot (exit status 8 on a mismatch)\n"
 			   "      --no-owner         do not restore owners even as root\n"
+			   "      --threads N        read and write file data with N threads (1 to 64;\n"
+			   "                         default: one per online CPU)\n"
 			   "      --json             print the summary as JSON on stdout\n"
 			   "      --passphrase-file F  read the passphrase from file F\n"
 			   "  -q, --quiet            no progress line, no summary\n"
@@ -74,9 +77,13 @@ static void w_item(void *ud, const char *path, const struct fv_node *n)
 int cmd_restore(struct cli *c, int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"target", required_argument, NULL, 't'}, {"include", required_argument, NULL, 'i'},
-		{"dry-run", no_argument, NULL, 'n'},      {"verify", no_argument, NULL, 'V'},
-		{"no-owner", no_argument, NULL, 'O'},     FV_COMMON_LONGOPTS,
+		{"target", required_argument, NULL, 't'},
+		{"include", required_argument, NULL, 'i'},
+		{"dry-run", no_argument, NULL, 'n'},
+		{"verify", no_argument, NULL, 'V'},
+		{"no-owner", no_argument, NULL, 'O'},
+		{"threads", required_argument, NULL, 'T'},
+		FV_COMMON_LONGOPTS,
 	};
 	struct fv_restore_opts o = {0};
 	struct fv_restore_stats st = {0};
@@ -112,6 +119,14 @@ int cmd_restore(struct cli *c, int argc, char **argv)
 			break;
 		case 'O':
 			no_owner = true;
+			break;
+		case 'T':
+			if (fv_reader_threads_parse(optarg, &o.threads) < 0) {
+				rc = cli_usage(c, "restore",
+					       "--threads wants a whole number from 1 to %d, not '%s'",
+					       FV_READ_THREADS_MAX, optarg);
+				goto out;
+			}
 			break;
 		default:
 			rc = cli_common_opt(c, opt, "restore", help);
