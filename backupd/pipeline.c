@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "queue.h"
+#include "workq.h"
 
 /* A slot carries a batch of chunks: handed over one by one, the 16 KiB
  * blocks of databases and vector files cost two thread wake-ups each. A
@@ -51,7 +51,7 @@ struct fv_pipe {
 	pthread_mutex_t mu;
 	struct item **set;
 	size_t setmask;
-	struct fv_queue todo, done;
+	struct fv_workq todo, done; /* of struct slot *; as many places as slots */
 	struct slot *slots;
 	size_t nslots;
 	struct worker *w;
@@ -136,11 +136,11 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct fv_pipe *p = w->p;
-	void *item;
+	struct slot *s;
 	pthread_setname_np(pthread_self(), "fv-worker"); /* for top and perf; best effort */
-	while (fv_queue_pop(&p->todo, &item) == 0) {
-		work(w, item);
-		if (fv_queue_push(&p->done, item) < 0)
+	while (fv_workq_pop(&p->todo, &s, true, 0) == 1) {
+		work(w, s);
+		if (fv_workq_push(&p->done, &s) < 0)
 			break;
 	}
 	return NULL;
@@ -153,8 +153,8 @@ static int fail(struct fv_pipe *p, int rc, const struct fv_err *why, struct fv_e
 		if (why)
 			p->err = *why;
 		/* nothing more is appended: let the workers go */
-		fv_queue_shutdown(&p->todo);
-		fv_queue_shutdown(&p->done);
+		fv_workq_shutdown(&p->todo);
+		fv_workq_shutdown(&p->done);
 	}
 	if (e)
 		*e = p->err;
@@ -193,17 +193,16 @@ static int complete(struct fv_pipe *p, struct slot *s, struct fv_err *e)
 /* Complete finished slots: all that are there, or (wait) at least one. */
 static int reap(struct fv_pipe *p, bool wait, struct fv_err *e)
 {
-	void *item;
+	struct slot *s;
 	int rc;
-	while ((rc = wait ? fv_queue_pop(&p->done, &item) : fv_queue_trypop(&p->done, &item)) == 0) {
-		rc = complete(p, item, e);
+	while ((rc = fv_workq_pop(&p->done, &s, wait, 0)) == 1) {
+		rc = complete(p, s, e);
 		if (rc < 0)
 			return rc;
 		wait = false;
 	}
-	if (rc == -EAGAIN)
-		return 0;
-	return fail(p, rc, NULL, e); /* -ECANCELED: only after a failure */
+	/* 0: empty (the queue is never closed); -ECANCELED: after a failure */
+	return rc == 0 ? 0 : fail(p, rc, NULL, e);
 }
 
 /* Hand the slot being filled to the workers. */
@@ -214,7 +213,7 @@ static int flush(struct fv_pipe *p, struct fv_err *e)
 		return 0;
 	p->cur = NULL;
 	p->inflight++;
-	int rc = fv_queue_push(&p->todo, s);
+	int rc = fv_workq_push(&p->todo, &s);
 	return rc < 0 ? fail(p, rc, NULL, e) : 0;
 }
 
@@ -291,10 +290,10 @@ void fv_pipe_stop(struct fv_pipe *p)
 {
 	if (!p)
 		return;
-	if (p->todo.v)
-		fv_queue_shutdown(&p->todo);
-	if (p->done.v)
-		fv_queue_shutdown(&p->done);
+	if (p->todo.ring)
+		fv_workq_shutdown(&p->todo);
+	if (p->done.ring)
+		fv_workq_shutdown(&p->done);
 	for (unsigned i = 0; i < p->nw; i++)
 		pthread_join(p->w[i].th, NULL);
 	for (unsigned i = 0; p->w && i < p->wcap; i++)
@@ -303,8 +302,8 @@ void fv_pipe_stop(struct fv_pipe *p)
 		free(p->slots[i].in);
 		free(p->slots[i].out);
 	}
-	fv_queue_destroy(&p->todo);
-	fv_queue_destroy(&p->done);
+	fv_workq_fini(&p->todo);
+	fv_workq_fini(&p->done);
 	pthread_mutex_destroy(&p->mu);
 	free(p->set);
 	free(p->slots);
@@ -360,7 +359,8 @@ int fv_pipe_start(struct fv_repo *r, unsigned nworkers, fv_pipe_stored_fn *store
 		if (fv_repo_enc_new(r, max, &p->w[i].enc) < 0)
 			goto fail;
 	}
-	if (fv_queue_init(&p->todo, p->nslots) < 0 || fv_queue_init(&p->done, p->nslots) < 0)
+	if (fv_workq_init(&p->todo, sizeof(struct slot *), p->nslots) < 0 ||
+	    fv_workq_init(&p->done, sizeof(struct slot *), p->nslots) < 0)
 		goto fail;
 	for (unsigned i = 0; i < nworkers; i++) {
 		rc = -pthread_create(&p->w[i].th, NULL, worker_main, &p->w[i]);

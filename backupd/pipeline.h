@@ -4,7 +4,7 @@
  * the new ones; the walker appends the sealed blobs to the pack and the
  * index, since the pack writer and the index have one owner.
  *
- *   walker --todo queue--> N workers --done queue--> walker (append)
+ *   walker --todo--> N workers --done--> walker (append)   (backupd/workq.h)
  *
  * Ownership. The walker owns the repository (pack writer, index writes,
  * statistics, files cache), the free slots and the in-flight count. A slot
