@@ -11,6 +11,9 @@
 #   iperf3, tcp ping-pong       the plain TCP ceiling over the same rail
 #   fabric bench/ping rdma      fabvault over rail 0, over both rails, and
 #                               (ping) in RDMA polling mode on both sides
+#                               (--poll-us 100000: a round trip under TCG
+#                               takes tens of milliseconds, so a shorter
+#                               window would never see a completion)
 #   fabric bench/ping tcp       fabvault's TCP backend over rail 0
 # and prints a table with the ratios: fabvault RDMA against perftest and
 # against fabvault TCP, fabvault TCP against iperf3 / the ping-pong.
@@ -87,7 +90,7 @@ cat >>"$work/server.sh" <<'SH'
 A0=$FV_SERVER_ADDR0 A1=$FV_SERVER_ADDR1
 /fv/bin/fabvault fabric serve --conf-dir /fv/keys/a \
 	--listen "rdma://$A0:7420,rdma://$A1:7420,tcp://$A0:7422" 2>/tmp/serve.log &
-/fv/bin/fabvault fabric serve --conf-dir /fv/keys/a --poll-us 200 \
+/fv/bin/fabvault fabric serve --conf-dir /fv/keys/a --poll-us 100000 \
 	--listen "rdma://$A0:7421" 2>/tmp/serve-poll.log &
 /fv/bin/tcp_pingpong server "$A0:7430" >/dev/null 2>&1 &
 /fv/bin/iperf3 -s -B "$A0" -p 7431 >/dev/null 2>&1 &
@@ -158,7 +161,7 @@ bench_m bench_rdma "rdma://$A0:7420"
 bench_m bench_rdma2 "rdma://$A0:7420,rdma://$A1:7420"
 bench_m bench_tcp "tcp://$A0:7422"
 ping_m ping_rdma "rdma://$A0:7420"
-ping_m ping_rdma_poll "rdma://$A0:7421" --poll-us 200
+ping_m ping_rdma_poll "rdma://$A0:7421" --poll-us 100000
 ping_m ping_tcp "tcp://$A0:7422" --mode integrity
 echo "FVB done"
 SH
