@@ -245,8 +245,9 @@ static void *bulk_get(void *ud, size_t n)
 	return fv_tp_req_bulk(ud, n);
 }
 
-/* A malformed request: a line naming the peer, at most WARN_PER_SEC a second. */
-static void warn_malformed(struct exportd *d, struct fv_tp_req *r, const uint8_t *q, uint32_t len)
+/* A malformed request: a line naming the peer, at most WARN_PER_SEC a second.
+ * close: the link is closed after the answer. */
+static void warn_malformed(struct exportd *d, struct fv_tp_req *r, const uint8_t *q, uint32_t len, bool close)
 {
 	time_t now = time(NULL);
 	unsigned dropped = 0;
@@ -267,8 +268,9 @@ static void warn_malformed(struct exportd *d, struct fv_tp_req *r, const uint8_t
 		fv_log(&d->log, LOG_WARNING, "%u more malformed requests not logged", dropped);
 	if (say)
 		fv_log(&d->log, LOG_WARNING,
-		       "malformed request from peer '%s' (op %d, version %d, %u bytes): answered EPROTO",
-		       peer[0] ? peer : "(unnamed key)", len > 0 ? q[0] : -1, len > 1 ? q[1] : -1, len);
+		       "malformed request from peer '%s' (op %d, version %d, %u bytes): answered EPROTO%s",
+		       peer[0] ? peer : "(unnamed key)", len > 0 ? q[0] : -1, len > 1 ? q[1] : -1, len,
+		       close ? ", closing its connection" : " (another protocol version)");
 }
 
 static void handler(void *ud, struct fv_tp_req *r)
@@ -279,8 +281,19 @@ static void handler(void *ud, struct fv_tp_req *r)
 	struct fv_buf rep = {0};
 	struct fv_export_bulk bulk = {.cap = fv_tp_req_bulk_cap(r), .get = bulk_get, .ud = r};
 	int rc = fv_export_request(d->x, q, len, &rep, &bulk);
-	if (rc == -EPROTO)
-		warn_malformed(d, r, q, len);
+	if (rc == -EPROTO) {
+		/* a request of another version is answered and the link kept (the
+		 * client then says which side to upgrade: docs/protocol.md,
+		 * "Versions"); anything else malformed comes from a broken or
+		 * hostile client, which loses its link */
+		bool other_version = len >= 2 && q[1] != FV_FS_VERSION;
+		warn_malformed(d, r, q, len, !other_version);
+		if (!other_version && fv_buf_ok(&rep)) {
+			fv_tp_reply_close(r, rep.data, (uint32_t)rep.len, "malformed request");
+			fv_buf_free(&rep);
+			return;
+		}
+	}
 	if (!fv_buf_ok(&rep) || fv_tp_reply(r, rep.data, (uint32_t)rep.len, bulk.len) < 0) {
 		/* out of memory, or a reply beyond the transport's limits (a bug):
 		 * answer a bare status so that the client is not left waiting */

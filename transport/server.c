@@ -184,6 +184,24 @@ int fv_tp_reply(struct fv_tp_req *r, const void *ctl, uint32_t len, uint32_t bul
 	return 0;
 }
 
+void fv_tp_reply_close(struct fv_tp_req *r, const void *ctl, uint32_t len, const char *why)
+{
+	struct conn *cn = r->cn;
+	struct fv_tp_server *s = cn->s;
+	pthread_mutex_lock(&s->mu);
+	cn->refs++; /* cn and its session outlive r */
+	pthread_mutex_unlock(&s->mu);
+	if (fv_tp_reply(r, ctl, len, 0) < 0)
+		fv_tp_reply(r, NULL, 0, 0);
+	fv_tp_log(&s->o.log, LOG_WARNING, "%s: closing the connection of peer '%s': %s", cn->sess->peer,
+		  cn->sess->peer_key_name, why);
+	fv_tp_sess_close_msg(cn->sess, -EPROTO, why);
+	cn->link->ops->shutdown(cn->link); /* the connection thread does the rest */
+	pthread_mutex_lock(&s->mu);
+	conn_unref(cn);
+	pthread_mutex_unlock(&s->mu);
+}
+
 static void *worker_main(void *arg)
 {
 	struct fv_tp_server *s = arg;

@@ -174,5 +174,11 @@ void *fv_tp_req_bulk(struct fv_tp_req *r, size_t n);
  * is dropped (returns 0). Returns -EMSGSIZE, and keeps r for another try,
  * when len > 65536 or bulk_len exceeds the bulk capacity or buffer. */
 int fv_tp_reply(struct fv_tp_req *r, const void *ctl, uint32_t len, uint32_t bulk_len);
+/* Answer r with ctl[0..len) (no bulk), then close the link it came on: for a
+ * request no correct client sends. why goes to the log (naming the peer and
+ * its key) and to the client in a CLOSE frame; the client's other links and
+ * every other client are not touched. Frees r. len beyond 65536 answers an
+ * empty reply. */
+void fv_tp_reply_close(struct fv_tp_req *r, const void *ctl, uint32_t len, const char *why);
 
 #endif
