@@ -294,7 +294,7 @@ void fv_pipe_stop(struct fv_pipe *p)
 		fv_workq_shutdown(&p->todo);
 	if (p->done.ring)
 		fv_workq_shutdown(&p->done);
-	for (unsigned i = 0; i < p->nw; i++)
+	for (unsigned i = 0; p->w && i < p->nw; i++)
 		pthread_join(p->w[i].th, NULL);
 	for (unsigned i = 0; p->w && i < p->wcap; i++)
 		fv_repo_enc_free(p->w[i].enc);
@@ -331,13 +331,13 @@ int fv_pipe_start(struct fv_repo *r, unsigned nworkers, fv_pipe_stored_fn *store
 	 * free worker */
 	p->nslots = nworkers + 2;
 	p->slots = calloc(p->nslots, sizeof *p->slots);
-	p->free = calloc(p->nslots, sizeof *p->free);
+	p->free = calloc(p->nslots, sizeof(struct slot *));
 	p->w = calloc(nworkers, sizeof *p->w);
 	p->wcap = nworkers;
 	size_t setcap = 1;
 	while (setcap < 2 * p->nslots * BATCH_MAX)
 		setcap *= 2;
-	p->set = calloc(setcap, sizeof *p->set);
+	p->set = calloc(setcap, sizeof(struct item *));
 	p->setmask = setcap - 1;
 	if (!p->slots || !p->free || !p->w || !p->set)
 		goto fail;

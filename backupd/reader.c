@@ -111,13 +111,15 @@ int fv_reader_locate(const struct fv_repo *r, uint8_t type, const uint8_t id[FV_
 		     const struct fv_index_entry **ie, struct fv_err *e)
 {
 	char hex[2 * FV_ID_LEN + 1];
-	*ie = fv_index_find(&r->idx, id);
-	if (*ie && fv_index_type(*ie) == type)
-		return 0;
-	fv_hex(id, FV_ID_LEN, hex);
-	if (!*ie)
-		return fv_err_set(e, -ENOENT, "repository %s: blob %.16s is not in the index", r->path, hex);
+	const struct fv_index_entry *f = fv_index_find(&r->idx, id);
 	*ie = NULL;
+	if (f && fv_index_type(f) == type) {
+		*ie = f;
+		return 0;
+	}
+	fv_hex(id, FV_ID_LEN, hex);
+	if (!f)
+		return fv_err_set(e, -ENOENT, "repository %s: blob %.16s is not in the index", r->path, hex);
 	return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s has the wrong type in the index", r->path,
 			  hex);
 }
@@ -199,5 +201,7 @@ int fv_reader_get(struct fv_reader *rd, uint8_t type, const uint8_t id[FV_ID_LEN
 	const struct fv_index_entry *ie;
 	out->len = 0;
 	int rc = fv_reader_locate(rd->r, type, id, &ie, e);
-	return rc < 0 ? rc : fv_reader_read(rd, ie, out, e);
+	if (rc < 0 || !ie) /* (ie is set whenever rc is 0) */
+		return rc < 0 ? rc : -ENOENT;
+	return fv_reader_read(rd, ie, out, e);
 }

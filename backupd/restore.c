@@ -980,7 +980,6 @@ static int restore_file(struct restore *c, int dirfd, struct fv_node *n)
 		if (rc == 0) /* one inode: content and metadata are (or will be) there */
 			goto done;
 		warn(c, rc, "cannot hardlink to %s, writing a separate copy", first);
-		rc = 0;
 	}
 	if (n->size > (uint64_t)INT64_MAX) {
 		warn(c, -EUCLEAN, "size %" PRIu64 " is impossible (damaged tree); not restored", n->size);
