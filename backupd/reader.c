@@ -84,19 +84,9 @@ static int pack_fd(struct fv_reader *rd, uint32_t num, struct fv_err *e)
 	for (unsigned i = 0; i < FV_READER_FDS; i++)
 		if (rd->pfd[i].pack == num + 1)
 			return rd->pfd[i].fd;
-	char path[64];
-	if (r->writing && num == r->pw_num)
-		snprintf(path, sizeof path, "%s", r->pw.tmpname);
-	else
-		fv_pack_path(r->idx.packs[num], path);
-	int fd = openat(r->fd, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return fv_err_set(e, -EUCLEAN,
-					  "repository %s: pack %s is missing (named by the index)", r->path,
-					  path);
-		return fv_err_sys(e, -errno, "cannot open %s/%s", r->path, path);
-	}
+	int fd = fv_repo_pack_open(r, num, e);
+	if (fd < 0)
+		return fd;
 	/* callers read a pack front to back: let the kernel read ahead */
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	struct pack_fd *slot = &rd->pfd[rd->pfd_next++ % FV_READER_FDS];

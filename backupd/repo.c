@@ -773,13 +773,8 @@ int fv_repo_encode(struct fv_repo_enc *x, uint8_t type, const uint8_t id[FV_ID_L
 	return 0;
 }
 
-/* An fd for reading pack number num (the open pack is read under its
- * temporary name). */
-static int pack_fd(struct fv_repo *r, uint32_t num, struct fv_err *e)
+int fv_repo_pack_open(const struct fv_repo *r, uint32_t num, struct fv_err *e)
 {
-	for (int i = 0; i < PACK_FD_CACHE; i++)
-		if (r->pfd[i].pack == num + 1)
-			return r->pfd[i].fd;
 	char path[64];
 	if (r->writing && num == r->pw_num)
 		snprintf(path, sizeof path, "%s", r->pw.tmpname);
@@ -793,6 +788,18 @@ static int pack_fd(struct fv_repo *r, uint32_t num, struct fv_err *e)
 					  path);
 		return fv_err_sys(e, -errno, "cannot open %s/%s", r->path, path);
 	}
+	return fd;
+}
+
+/* An fd for reading pack number num, from the handle's small cache. */
+static int pack_fd(struct fv_repo *r, uint32_t num, struct fv_err *e)
+{
+	for (int i = 0; i < PACK_FD_CACHE; i++)
+		if (r->pfd[i].pack == num + 1)
+			return r->pfd[i].fd;
+	int fd = fv_repo_pack_open(r, num, e);
+	if (fd < 0)
+		return fd;
 	struct pack_fd *slot = &r->pfd[r->pfd_next++ % PACK_FD_CACHE];
 	if (slot->pack)
 		close(slot->fd);

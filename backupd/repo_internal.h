@@ -56,6 +56,12 @@ struct fv_repo {
 int fv_repo_obj_read(struct fv_repo *r, const char *dir, const char *name, const char *magic, uint8_t type,
 		     uint8_t **pt, size_t *ptlen, uint8_t id[FV_ID_LEN], struct fv_err *e);
 
+/* Open pack number num of r's index for reading (the pack being written is
+ * read under its temporary name): a descriptor, or -EUCLEAN (missing, named
+ * in e) or -errno. Reads r only: any thread may call it while the owner
+ * does not add packs. */
+int fv_repo_pack_open(const struct fv_repo *r, uint32_t num, struct fv_err *e);
+
 /* The entries of r's directory dir (dot files excluded): *names[*n], free
  * with fv_repo_names_free. */
 int fv_repo_list(struct fv_repo *r, const char *dir, char ***names, size_t *n, struct fv_err *e);
