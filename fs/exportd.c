@@ -52,6 +52,8 @@ static const char usage_text[] =
 	"      --conf-dir DIR     node.key and authorized_peers (default " DEFAULT_CONF_DIR ";\n"
 	"                         config: conf_dir=)\n"
 	"      --threads N        worker threads (default: online CPUs; config: threads=)\n"
+	"      --poll-us US       RDMA polling mode: each link polls for requests this long\n"
+	"                         before it sleeps (0-1000000, default 0; config: poll_us=)\n"
 	"      --require-encrypt  refuse integrity-only sessions (config: require_encrypt=yes)\n"
 	"      --port-file FILE   write the bound ports there, one per line (for port 0)\n"
 	"  -v, --verbose          log each connection-level event and every refusal\n"
@@ -62,10 +64,10 @@ static const char usage_text[] =
 
 struct cfg {
 	char *export_dir, *conf_dir, *port_file, *listen_arg;
-	int threads;
+	int threads, poll_us;
 	bool require_encrypt, verbose;
 	/* which of them the command line gave: the config file does not override */
-	bool set_export, set_conf_dir, set_listen, set_threads, set_require_encrypt;
+	bool set_export, set_conf_dir, set_listen, set_threads, set_require_encrypt, set_poll_us;
 };
 
 struct exportd {
@@ -100,6 +102,17 @@ static int parse_threads(const char *v, int *out)
 	return 0;
 }
 
+static int parse_poll_us(const char *v, int *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < 0 || n > 1000000)
+		return -EINVAL;
+	*out = (int)n;
+	return 0;
+}
+
 static int set_str(char **dst, const char *v)
 {
 	char *s = strdup(v);
@@ -125,6 +138,8 @@ static int ini_key(void *user, const char *section, const char *name, const char
 		return c->set_conf_dir || set_str(&c->conf_dir, value) == 0;
 	if (!strcmp(name, "threads"))
 		return c->set_threads || parse_threads(value, &c->threads) == 0;
+	if (!strcmp(name, "poll_us"))
+		return c->set_poll_us || parse_poll_us(value, &c->poll_us) == 0;
 	if (!strcmp(name, "require_encrypt"))
 		return c->set_require_encrypt || parse_bool(value, &c->require_encrypt) == 0;
 	return 0;
@@ -149,7 +164,7 @@ static int read_config(struct exportd *d, struct cfg *c, const char *file)
 	if (line > 0) {
 		fv_log(&d->log, LOG_ERR,
 		       "%s:%d: unknown key, bad value or bad section (keys: export, listen, conf_dir, "
-		       "threads, require_encrypt; section [exportd] or none)",
+		       "threads, poll_us, require_encrypt; section [exportd] or none)",
 		       file, line);
 		return EXIT_USAGE;
 	}
@@ -380,6 +395,7 @@ static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path
 				      .nlisten = nlisten,
 				      .require_encrypt = c->require_encrypt,
 				      .threads = c->threads,
+				      .poll_us = c->poll_us,
 				      .handler = handler,
 				      .ud = d,
 				      .log = {tp_log, d}};
@@ -413,7 +429,7 @@ out_export:
 	return rc;
 }
 
-enum { OPT_CONF_DIR = 0x100, OPT_THREADS, OPT_REQUIRE_ENC, OPT_PORT_FILE };
+enum { OPT_CONF_DIR = 0x100, OPT_THREADS, OPT_REQUIRE_ENC, OPT_PORT_FILE, OPT_POLL_US };
 
 static const struct option longopts[] = {
 	{"export", required_argument, NULL, 'e'},
@@ -421,6 +437,7 @@ static const struct option longopts[] = {
 	{"config", required_argument, NULL, 'c'},
 	{"conf-dir", required_argument, NULL, OPT_CONF_DIR},
 	{"threads", required_argument, NULL, OPT_THREADS},
+	{"poll-us", required_argument, NULL, OPT_POLL_US},
 	{"require-encrypt", no_argument, NULL, OPT_REQUIRE_ENC},
 	{"port-file", required_argument, NULL, OPT_PORT_FILE},
 	{"verbose", no_argument, NULL, 'v'},
@@ -464,6 +481,13 @@ static int apply_opt(struct exportd *d, struct cfg *c, int opt, const char **con
 		c->set_threads = true;
 		if (parse_threads(optarg, &c->threads) < 0) {
 			fv_log(&d->log, LOG_ERR, "--threads takes a number from 0 to 1024");
+			return EXIT_USAGE;
+		}
+		break;
+	case OPT_POLL_US:
+		c->set_poll_us = true;
+		if (parse_poll_us(optarg, &c->poll_us) < 0) {
+			fv_log(&d->log, LOG_ERR, "--poll-us takes a number from 0 to 1000000");
 			return EXIT_USAGE;
 		}
 		break;

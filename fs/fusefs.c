@@ -64,6 +64,7 @@ struct opts {
 	char *source, *mountpoint;
 	char *paths, *conf_dir, *mode;
 	char *timeout, *attr_timeout, *entry_timeout, *readahead, *threads, *max_read, *openahead;
+	char *poll_us;
 	int foreground, debug, help, version, fake;
 	int nargs;
 };
@@ -84,6 +85,7 @@ static const struct fuse_opt opt_spec[] = {OPT_STR("paths=%s", paths),
 					   OPT_STR("threads=%s", threads),
 					   OPT_STR("max_read=%s", max_read),
 					   OPT_STR("openahead=%s", openahead),
+					   OPT_STR("poll_us=%s", poll_us),
 					   FUSE_OPT_KEY("-h", KEY_HELP),
 					   FUSE_OPT_KEY("--help", KEY_HELP),
 					   FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -116,6 +118,8 @@ static const char usage_text[] =
 	"  max_read=BYTES     largest read request (default and at most 1048576)\n"
 	"  openahead=N        small files opened ahead of a reader that opens them in\n"
 	"                     directory order (0-32, default 8)\n"
+	"  poll_us=US         RDMA polling mode: each path polls for replies this long\n"
+	"                     before it sleeps (0-1000000, default 0: event-driven)\n"
 	"  allow_other, default_permissions, and the usual mount flags (nosuid, nodev,\n"
 	"  noexec, noatime, ...) are passed to FUSE; the mount is always ro;\n"
 	"  _netdev, noauto, auto, nofail, defaults, user, users, x-* are ignored.\n\n"
@@ -1507,9 +1511,9 @@ static int check_root(struct fs *fs, const char *source)
 
 static void opts_free(struct opts *o)
 {
-	char **v[] = {&o->source,    &o->mountpoint, &o->paths,        &o->conf_dir,
-		      &o->mode,      &o->timeout,    &o->attr_timeout, &o->entry_timeout,
-		      &o->readahead, &o->threads,    &o->max_read,     &o->openahead};
+	char **v[] = {&o->source,   &o->mountpoint,   &o->paths,         &o->conf_dir,  &o->mode,
+		      &o->timeout,  &o->attr_timeout, &o->entry_timeout, &o->readahead, &o->threads,
+		      &o->max_read, &o->openahead,    &o->poll_us};
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
 		free(*v[i]);
 		*v[i] = NULL;
@@ -1523,6 +1527,7 @@ struct setup {
 	int mode;
 	double timeout;
 	long threads;
+	long poll_us;
 	char mp[PATH_MAX];
 	char mountopts[1024];
 };
@@ -1574,6 +1579,9 @@ static int parse_opts(struct opts *o, struct fs *fs, struct setup *s)
 		fs->ahead_window = (int)v;
 	}
 	if (o->threads && parse_int("threads", o->threads, 1, 256, &s->threads) < 0)
+		return EXIT_USAGE;
+	s->poll_us = 0;
+	if (o->poll_us && parse_int("poll_us", o->poll_us, 0, 1000000, &s->poll_us) < 0)
 		return EXIT_USAGE;
 	if (o->max_read) {
 		if (parse_int("max_read", o->max_read, 4096, IO_MAX, &v) < 0)
@@ -1653,6 +1661,7 @@ int main(int argc, char **argv)
 				       .npaths = s.npaths,
 				       .mode = s.mode,
 				       .timeout_ms = (int)(s.timeout * 1000),
+				       .poll_us = (int)s.poll_us,
 				       .log = {tp_log, &fs}};
 	int rc = fv_tp_client_open(&to, (int)(s.timeout * 1000), &fs.tp, &e);
 	if (rc < 0) {

@@ -15,6 +15,11 @@ assert_stderr 'listen'
 assert_exit 2 "$X" --export "$T/src" --listen udp://127.0.0.1 --conf-dir "$T/a"
 assert_stderr 'tcp://'
 assert_exit 2 "$X" --bogus-option
+assert_exit 2 "$X" --export "$T/src" --listen "$L" --conf-dir "$T/a" --poll-us -1
+assert_stderr 'poll-us takes a number'
+printf '[exportd]\npoll_us = soon\n' >"$T/bad.conf"
+assert_exit 2 "$X" --config "$T/bad.conf" --export "$T/src" --listen "$L" --conf-dir "$T/a"
+assert_stderr 'bad.conf:2: unknown key, bad value'
 assert_exit 3 "$X" --export "$T/missing" --listen "$L" --conf-dir "$T/a"
 assert_stderr "$T/missing"
 assert_exit 3 "$X" --export "$T/file" --listen "$L" --conf-dir "$T/a"

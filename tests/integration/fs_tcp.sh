@@ -75,6 +75,8 @@ OPTS="paths=$P0+$P1,conf_dir=$T/b,attr_timeout=1,entry_timeout=1,timeout=20"
 echo "--- mount errors: exit status and message"
 assert_exit 2 "$FS" -o "$OPTS,bogus_option" 10.200.1.1:/ "$MNT"
 assert_exit 2 "$FS" -o "$OPTS,timeout=soon" 10.200.1.1:/ "$MNT"
+assert_exit 2 "$FS" -o "$OPTS,poll_us=-1" 10.200.1.1:/ "$MNT"
+assert_stderr "poll_us wants a whole number"
 assert_exit 2 "$FS" -o "$OPTS" 10.200.1.1:/
 assert_exit 9 "$FS" -o "$OPTS" 10.200.1.1:/ "$T/nonexistent"
 assert_stderr 'mountpoint .* No such file'
