@@ -71,8 +71,21 @@ struct fv_tp_client *fv_fsc_tp(struct fv_fsc *c)
 
 /* ---- calls -------------------------------------------------------------- */
 
+/* The status of a finished call: a transport error as an errno, -EPROTO for
+ * a reply without a valid status, else the server's status (0 or -errno). */
+static int call_status(const struct fv_tp_call *call, const uint8_t *rep)
+{
+	if (call->status)
+		return fv_fsc_tp_errno(call->status);
+	if (call->reply_len < 4)
+		return -EPROTO;
+	int32_t st = (int32_t)fv_get_le32(rep);
+	return st > 0 || st < -4095 ? -EPROTO : st;
+}
+
 /* One synchronous request; returns the server's status (or a transport
- * error) and leaves the reply in rep[0..*rlen). Every request of this
+ * error) and leaves the reply in rep[0..*rlen) (to be read only when the
+ * status is 0). Every request of this
  * protocol reads and changes nothing, so each one may be sent again on
  * another path (idempotent); a second OPEN at worst holds a handle until the
  * connection ends. */
@@ -86,19 +99,12 @@ static int rpc(struct fv_fsc *c, const void *req, size_t len, uint8_t *rep, uint
 				  .reply_cap = cap,
 				  .bulk = bulk,
 				  .bulk_cap = bulk ? bulkcap : 0};
-	int rc = fv_tp_call(c->tp, &call);
-	if (rc)
-		return fv_fsc_tp_errno(rc);
-	if (call.reply_len < 4)
-		return -EPROTO;
-	int32_t st = (int32_t)fv_get_le32(rep);
-	if (st > 0 || st < -4095)
-		return -EPROTO;
+	(void)fv_tp_call(c->tp, &call);
 	if (rlen)
 		*rlen = call.reply_len;
 	if (blen)
 		*blen = call.bulk_len;
-	return st;
+	return call_status(&call, rep);
 }
 
 static int rpc_buf(struct fv_fsc *c, struct fv_buf *req, uint8_t *rep, uint32_t cap, uint32_t *rlen)
@@ -701,13 +707,7 @@ void fv_fsc_open_inline_req(uint8_t req[FV_FSC_OPEN_INLINE_REQ], uint64_t node, 
 int fv_fsc_open_inline_done(const struct fv_tp_call *call, const uint8_t *reply, uint32_t max_inline,
 			    struct fv_fs_open_inline *o)
 {
-	if (call->status)
-		return fv_fsc_tp_errno(call->status);
-	if (call->reply_len < 4)
-		return -EPROTO;
-	int32_t st = (int32_t)fv_get_le32(reply);
-	if (st > 0 || st < -4095)
-		return -EPROTO;
+	int st = call_status(call, reply);
 	if (st)
 		return st;
 	struct fv_rd r;
@@ -775,13 +775,7 @@ void fv_fsc_read_req(uint8_t req[FV_FSC_READ_REQ], uint64_t handle, uint64_t off
 
 int fv_fsc_read_done(const struct fv_tp_call *call, const uint8_t *reply, uint32_t size, uint32_t *got)
 {
-	if (call->status)
-		return fv_fsc_tp_errno(call->status);
-	if (call->reply_len < 4)
-		return -EPROTO;
-	int32_t st = (int32_t)fv_get_le32(reply);
-	if (st > 0 || st < -4095)
-		return -EPROTO;
+	int st = call_status(call, reply);
 	if (st)
 		return st;
 	if (call->reply_len != 8)
