@@ -9,10 +9,12 @@
 #ifndef FV_TEST_HARNESS_H
 #define FV_TEST_HARNESS_H
 
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct fv_test_ctx {
 	int failures;
@@ -50,6 +52,32 @@ struct fv_test_ctx {
 			return;                                                                      \
 		}                                                                                    \
 	} while (0)
+
+/* A new directory for a test, $TMPDIR/fv-NAME-XXXXXX (/tmp without
+ * TMPDIR); its path goes to dir (n bytes). Returns 0, or -1 when it cannot
+ * be made or does not fit. */
+static inline int fv_test_tmpdir(char *dir, size_t n, const char *name)
+{
+	const char *t = getenv("TMPDIR");
+	int len = snprintf(dir, n, "%s/fv-%s-XXXXXX", t && *t ? t : "/tmp", name);
+	if (len < 0 || (size_t)len >= n)
+		return -1;
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static inline int fv_test_rm_one_(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+/* Remove dir and everything below it (links not followed). */
+static inline int fv_test_rmtree(const char *dir)
+{
+	return nftw(dir, fv_test_rm_one_, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 struct fv_test_case {
 	const char *name;

@@ -65,8 +65,7 @@ static int at(const struct tree *t, char *out, const char *rel)
 static bool tree_make(struct tree *t, size_t max_handles)
 {
 	char p[512], q[512];
-	snprintf(t->root, sizeof t->root, "/tmp/fvexport.XXXXXX");
-	if (!mkdtemp(t->root))
+	if (fv_test_tmpdir(t->root, sizeof t->root, "export") < 0)
 		return false;
 	at(t, p, "file");
 	if (write_file(p, FILE_SIZE) < 0)
@@ -119,11 +118,9 @@ static bool make_big(struct tree *t)
 
 static void tree_free(struct tree *t)
 {
-	char cmd[128];
 	fv_export_close(t->x);
 	t->x = NULL;
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", t->root);
-	if (system(cmd) != 0)
+	if (fv_test_rmtree(t->root) != 0)
 		fprintf(stderr, "cannot remove %s\n", t->root);
 }
 

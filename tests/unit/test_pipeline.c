@@ -9,7 +9,6 @@
 #include "../harness.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -25,19 +24,10 @@ struct fx {
 	unsigned calls[NCH];
 };
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static int fx_init(struct fx *f)
 {
 	memset(f, 0, sizeof *f);
-	strcpy(f->dir, "/tmp/fv-pipeline-XXXXXX");
-	if (!mkdtemp(f->dir) || fv_crypto_init() < 0)
+	if (fv_test_tmpdir(f->dir, sizeof f->dir, "pipeline") < 0 || fv_crypto_init() < 0)
 		return -1;
 	snprintf(f->repo, sizeof f->repo, "%s/repo", f->dir);
 	struct fv_repo_create_opts o;
@@ -60,7 +50,7 @@ static void fx_fini(struct fx *f)
 {
 	fv_repo_close(f->r);
 	if (f->dir[0])
-		nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		fv_test_rmtree(f->dir);
 }
 
 /* tag NULL: chunk idx of f; else tag is where its id goes */

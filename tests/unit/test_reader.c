@@ -10,7 +10,6 @@
 #include "../harness.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -122,14 +121,6 @@ struct fx {
 	uint8_t ids[NBLOBS][FV_ID_LEN];
 };
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 /* blob i: i * 1000 + 1 bytes, compressible for even i, random-ish for odd */
 static void blob_bytes(int i, uint8_t *p, size_t *n)
 {
@@ -145,8 +136,7 @@ static int fx_init(struct fx *f)
 {
 	static uint8_t buf[NBLOBS * 1000 + 1];
 	memset(f, 0, sizeof *f);
-	strcpy(f->dir, "/tmp/fv-reader-XXXXXX");
-	if (!mkdtemp(f->dir) || fv_crypto_init() < 0)
+	if (fv_test_tmpdir(f->dir, sizeof f->dir, "reader") < 0 || fv_crypto_init() < 0)
 		return -1;
 	snprintf(f->repo, sizeof f->repo, "%s/repo", f->dir);
 	struct fv_repo_create_opts o;
@@ -170,7 +160,7 @@ static void fx_fini(struct fx *f)
 {
 	fv_repo_close(f->r);
 	if (f->dir[0])
-		nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		fv_test_rmtree(f->dir);
 }
 
 struct rthread {

@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,19 +25,10 @@ struct fx {
 	struct fv_restore_progress last;
 };
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static int fx_init(struct fx *f)
 {
 	memset(f, 0, sizeof *f);
-	strcpy(f->dir, "/tmp/fv-restore-XXXXXX");
-	if (!mkdtemp(f->dir) || fv_crypto_init() < 0)
+	if (fv_test_tmpdir(f->dir, sizeof f->dir, "restore") < 0 || fv_crypto_init() < 0)
 		return -1;
 	snprintf(f->repo, sizeof f->repo, "%s/repo", f->dir);
 	snprintf(f->target, sizeof f->target, "%s/target", f->dir);
@@ -58,7 +48,7 @@ static void fx_fini(struct fx *f)
 {
 	fv_repo_close(f->r);
 	if (f->dir[0])
-		nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		fv_test_rmtree(f->dir);
 }
 
 static void cb_warn(void *ud, const char *path, int code, const char *msg)
@@ -471,7 +461,7 @@ FX_TEST(hostile_names_write_nothing_outside)
 			}
 			struct fv_snapshot s;
 			ENGINE_OK(save_snapshot(fx, root, &s));
-			nftw(fx->target, rm_one, 16, FTW_DEPTH | FTW_PHYS); /* from the last round */
+			fv_test_rmtree(fx->target); /* from the last round */
 			struct fv_restore_opts o;
 			struct fv_restore_stats st;
 			opts_init(fx, &o);
