@@ -2,9 +2,14 @@
 #include "frame.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <string.h>
 #include <xxhash.h>
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #include "../common/buf.h"
 
@@ -96,14 +101,39 @@ int fv_frame_parse(const uint8_t *msg, size_t len, struct fv_frame_hdr *h, const
 	return 0;
 }
 
-void fv_frame_dir_init(struct fv_frame_dir *d, int mode, int cipher, const uint8_t key[32])
+bool fv_frame_aes_fast(void)
 {
+#if defined(__aarch64__) && defined(__linux__)
+	unsigned long need = HWCAP_AES | HWCAP_PMULL;
+	return (getauxval(AT_HWCAP) & need) == need;
+#else
+	/* libsodium's own test: AES-NI and PCLMULQDQ on x86-64 */
+	return crypto_aead_aes256gcm_is_available() != 0;
+#endif
+}
+
+void fv_frame_dir_free(struct fv_frame_dir *d)
+{
+	EVP_CIPHER_free(d->evp);
+	sodium_memzero(d, sizeof *d);
+}
+
+int fv_frame_dir_init(struct fv_frame_dir *d, int mode, int cipher, const uint8_t key[32])
+{
+	fv_frame_dir_free(d);
 	d->mode = mode;
 	d->cipher = cipher;
 	memcpy(d->key, key, 32);
 	d->counter = 0;
-	if (mode == FV_MODE_ENCRYPT && cipher == FV_CIPHER_AESGCM)
+	if (mode != FV_MODE_ENCRYPT)
+		return 0;
+	if (cipher == FV_CIPHER_AESGCM && crypto_aead_aes256gcm_is_available()) {
 		crypto_aead_aes256gcm_beforenm(&d->aes, key);
+		d->sodium_aes = true;
+	}
+	const char *name = cipher == FV_CIPHER_AESGCM ? "AES-256-GCM" : "ChaCha20-Poly1305";
+	d->evp = EVP_CIPHER_fetch(NULL, name, NULL);
+	return d->evp ? 0 : -ENOSYS;
 }
 
 static void nonce_of(uint64_t ctr, unsigned seg, uint8_t n[12])
@@ -119,28 +149,69 @@ static void checksum(const uint8_t hdr[FV_FRAME_HDR], const uint8_t *p, size_t n
 	fv_put_le64(out + 8, x.high64);
 }
 
-void fv_frame_seal(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[FV_FRAME_HDR], uint8_t *p,
-		   size_t n, uint8_t trailer[FV_FRAME_TRAILER])
+/* Whether segment of n bytes goes through libcrypto rather than libsodium. */
+static bool use_evp(const struct fv_frame_dir *d, size_t n)
 {
-	fv_frame_seal_at(d, d->counter, seg, hdr, p, n, trailer);
+	return n >= FV_FRAME_EVP_MIN || (d->cipher == FV_CIPHER_AESGCM && !d->sodium_aes);
 }
 
-void fv_frame_seal_at(const struct fv_frame_dir *d, uint64_t ctr, unsigned seg,
-		      const uint8_t hdr[FV_FRAME_HDR], uint8_t *p, size_t n,
-		      uint8_t trailer[FV_FRAME_TRAILER])
+/* One AEAD operation through libcrypto, in place (OpenSSL allows out == in),
+ * with a context of its own so that threads may seal at once. enc: seal,
+ * writing the tag to tag; else open, checking tag. Returns 0, -EBADMSG
+ * (authentication failed) or -ENOMEM. */
+static int evp_aead(const struct fv_frame_dir *d, int enc, const uint8_t nonce[12], const uint8_t *ad,
+		    uint8_t *p, size_t n, uint8_t tag[16])
+{
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	if (!c)
+		return -ENOMEM;
+	int rc = -ENOMEM, l = 0;
+	if (EVP_CipherInit_ex2(c, d->evp, d->key, nonce, enc, NULL) != 1 ||
+	    EVP_CipherUpdate(c, NULL, &l, ad, FV_FRAME_HDR) != 1)
+		goto out;
+	/* n <= FV_FRAME_MAX_BULK fits an int; EVP counts in int */
+	if (n && EVP_CipherUpdate(c, p, &l, p, (int)n) != 1)
+		goto out;
+	if (enc) {
+		if (EVP_CipherFinal_ex(c, p + n, &l) != 1 ||
+		    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, tag) != 1)
+			goto out;
+	} else {
+		rc = -EBADMSG;
+		if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, tag) != 1 ||
+		    EVP_CipherFinal_ex(c, p + n, &l) != 1)
+			goto out;
+	}
+	rc = 0;
+out:
+	EVP_CIPHER_CTX_free(c);
+	return rc;
+}
+
+int fv_frame_seal(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[FV_FRAME_HDR], uint8_t *p,
+		  size_t n, uint8_t trailer[FV_FRAME_TRAILER])
+{
+	return fv_frame_seal_at(d, d->counter, seg, hdr, p, n, trailer);
+}
+
+int fv_frame_seal_at(const struct fv_frame_dir *d, uint64_t ctr, unsigned seg,
+		     const uint8_t hdr[FV_FRAME_HDR], uint8_t *p, size_t n, uint8_t trailer[FV_FRAME_TRAILER])
 {
 	if (d->mode != FV_MODE_ENCRYPT) {
 		checksum(hdr, p, n, trailer);
-		return;
+		return 0;
 	}
 	uint8_t nonce[12];
 	nonce_of(ctr, seg, nonce);
+	if (use_evp(d, n))
+		return evp_aead(d, 1, nonce, hdr, p, n, trailer);
 	if (d->cipher == FV_CIPHER_AESGCM)
 		crypto_aead_aes256gcm_encrypt_detached_afternm(p, trailer, NULL, p, n, hdr, FV_FRAME_HDR,
 							       NULL, nonce, &d->aes);
 	else
 		crypto_aead_chacha20poly1305_ietf_encrypt_detached(p, trailer, NULL, p, n, hdr, FV_FRAME_HDR,
 								   NULL, nonce, d->key);
+	return 0;
 }
 
 int fv_frame_open(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[FV_FRAME_HDR], uint8_t *p,
@@ -153,6 +224,17 @@ int fv_frame_open(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[
 	}
 	uint8_t nonce[12];
 	nonce_of(d->counter, seg, nonce);
+	if (use_evp(d, n)) {
+		uint8_t tag[16];
+		memcpy(tag, trailer, 16);
+		int rc = evp_aead(d, 0, nonce, hdr, p, n, tag);
+		if (rc == 0)
+			return 0;
+		/* libcrypto decrypts before it checks the tag: leave no
+		 * unauthenticated plaintext behind (-ENOMEM fails alike) */
+		sodium_memzero(p, n);
+		return -EBADMSG;
+	}
 	int rc;
 	if (d->cipher == FV_CIPHER_AESGCM)
 		rc = crypto_aead_aes256gcm_decrypt_detached_afternm(p, NULL, p, n, trailer, hdr, FV_FRAME_HDR,

@@ -67,26 +67,47 @@ struct fv_frame_dir {
 	int cipher;       /* enum fv_frame_cipher (encrypt mode) */
 	uint8_t key[32];  /* direction key (encrypt mode) */
 	uint64_t counter; /* next frame counter */
-	/* AES-256-GCM: the expanded key, made once by fv_frame_dir_init rather
-	 * than for every segment */
+	/* AES-256-GCM through libsodium (small segments, where the CPU has
+	 * AES-NI): the expanded key, made once rather than for every segment */
 	crypto_aead_aes256gcm_state aes;
+	bool sodium_aes;
+	/* The cipher fetched once from OpenSSL's libcrypto (encrypt mode): it
+	 * seals and opens segments of FV_FRAME_EVP_MIN bytes and more, 2-3x
+	 * faster than libsodium here, and every AES-256-GCM segment where
+	 * libsodium has no AES (aarch64). Same algorithm, same bytes on the
+	 * wire. */
+	struct evp_cipher_st *evp;
 };
 
-/* Set d up for mode and cipher with key (and counter 0). */
-void fv_frame_dir_init(struct fv_frame_dir *d, int mode, int cipher, const uint8_t key[32]);
+/* Segments of this many bytes and more go through libcrypto. */
+#define FV_FRAME_EVP_MIN 8192u
+
+/* Set d up for mode and cipher with key (and counter 0). d must be zeroed
+ * or set up before (what it held is released). Returns 0, or -ENOMEM /
+ * -ENOSYS when libcrypto cannot provide the cipher. */
+int fv_frame_dir_init(struct fv_frame_dir *d, int mode, int cipher, const uint8_t key[32]);
+
+/* Release what fv_frame_dir_init took and wipe the key; d may be zeroed. */
+void fv_frame_dir_free(struct fv_frame_dir *d);
+
+/* Whether this CPU has AES instructions (AES-NI and PCLMULQDQ on x86-64,
+ * the ARMv8 AES and PMULL extensions on aarch64): a server prefers
+ * AES-256-GCM then, ChaCha20-Poly1305 otherwise. */
+bool fv_frame_aes_fast(void);
 
 /* Protect segment seg (0 ctl, 1 bulk) of the frame whose encoded header is
  * hdr: integrity mode writes the checksum to trailer; encrypt mode encrypts
  * p[0..n) in place and writes the tag. The frame counter is d->counter; call
- * fv_frame_next(d) after the last segment of the frame. */
-void fv_frame_seal(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[FV_FRAME_HDR], uint8_t *p,
-		   size_t n, uint8_t trailer[FV_FRAME_TRAILER]);
+ * fv_frame_next(d) after the last segment of the frame. Returns 0, or
+ * -ENOMEM when libcrypto could not get a context (p is then not to be sent). */
+int fv_frame_seal(const struct fv_frame_dir *d, unsigned seg, const uint8_t hdr[FV_FRAME_HDR], uint8_t *p,
+		  size_t n, uint8_t trailer[FV_FRAME_TRAILER]);
 /* The same for frame counter ctr, d left as it is: d is only read, so
  * several threads may seal frames of one direction at once (each its own
  * counter; the frames must still leave in counter order). */
-void fv_frame_seal_at(const struct fv_frame_dir *d, uint64_t ctr, unsigned seg,
-		      const uint8_t hdr[FV_FRAME_HDR], uint8_t *p, size_t n,
-		      uint8_t trailer[FV_FRAME_TRAILER]);
+int fv_frame_seal_at(const struct fv_frame_dir *d, uint64_t ctr, unsigned seg,
+		     const uint8_t hdr[FV_FRAME_HDR], uint8_t *p, size_t n,
+		     uint8_t trailer[FV_FRAME_TRAILER]);
 
 /* Verify (and in encrypt mode decrypt in place) one segment. Returns 0 or
  * -EBADMSG (checksum or authentication failure). */

@@ -62,8 +62,8 @@ void fv_tp_sess_free(struct fv_tp_sess *s)
 	if (!s)
 		return;
 	s->link->ops->free(s->link);
-	sodium_memzero(&s->tx, sizeof s->tx);
-	sodium_memzero(&s->rx, sizeof s->rx);
+	fv_frame_dir_free(&s->tx);
+	fv_frame_dir_free(&s->rx);
 	pthread_mutex_destroy(&s->send_mu);
 	pthread_cond_destroy(&s->turn_cv);
 	free(s->sendbuf);
@@ -89,13 +89,14 @@ int fv_tp_sess_send(struct fv_tp_sess *s, struct fv_frame_hdr *h, const void *ct
 	uint8_t hdr[FV_FRAME_HDR], btrailer[FV_FRAME_TRAILER];
 	fv_frame_encode(h, hdr);
 	bool early = bulk_len >= EARLY_SEAL_MIN;
+	int rc = 0;
 	pthread_mutex_lock(&s->send_mu);
 	uint64_t ctr = s->tx.counter;
 	fv_frame_next(&s->tx);
 	if (early) {
 		/* a large payload is sealed while other frames go out */
 		pthread_mutex_unlock(&s->send_mu);
-		fv_frame_seal_at(&s->tx, ctr, 1, hdr, bulk->p, bulk_len, btrailer);
+		rc = fv_frame_seal_at(&s->tx, ctr, 1, hdr, bulk->p, bulk_len, btrailer);
 		pthread_mutex_lock(&s->send_mu);
 	}
 	while (s->tx_sent != ctr) {
@@ -106,17 +107,17 @@ int fv_tp_sess_send(struct fv_tp_sess *s, struct fv_frame_hdr *h, const void *ct
 	uint8_t *m = s->sendbuf;
 	memcpy(m, hdr, FV_FRAME_HDR);
 	size_t off = FV_FRAME_HDR;
-	if (ctl_len) {
+	if (ctl_len && rc == 0) {
 		memcpy(m + off, ctl, ctl_len);
-		fv_frame_seal_at(&s->tx, ctr, 0, m, m + off, ctl_len, m + off + ctl_len);
+		rc = fv_frame_seal_at(&s->tx, ctr, 0, m, m + off, ctl_len, m + off + ctl_len);
 		off += ctl_len + FV_FRAME_TRAILER;
 	}
 	struct fv_tp_tx tx = {.msg = m, .len = 0};
-	if (bulk_len) {
+	if (bulk_len && rc == 0) {
 		if (early)
 			memcpy(m + off, btrailer, FV_FRAME_TRAILER);
 		else
-			fv_frame_seal_at(&s->tx, ctr, 1, m, bulk->p, bulk_len, m + off);
+			rc = fv_frame_seal_at(&s->tx, ctr, 1, m, bulk->p, bulk_len, m + off);
 		off += FV_FRAME_TRAILER;
 		tx.bulk = bulk;
 		tx.bulk_len = bulk_len;
@@ -125,8 +126,16 @@ int fv_tp_sess_send(struct fv_tp_sess *s, struct fv_frame_hdr *h, const void *ct
 	}
 	tx.len = off;
 	/* a failed send still takes its turn: the link is broken, and the
-	 * senders after it must learn that from their own send */
-	int rc = s->link->ops->send(s->link, &tx);
+	 * senders after it must learn that from their own send. A frame that
+	 * could not be sealed is not sent, and its counter would be missing:
+	 * the link is shut down instead. */
+	if (rc == 0) {
+		rc = s->link->ops->send(s->link, &tx);
+	} else {
+		s->link->ops->shutdown(s->link);
+		if (bulk_len && done)
+			done(ud, rc);
+	}
 	s->tx_sent++;
 	if (s->tx_waiting)
 		pthread_cond_broadcast(&s->turn_cv);
@@ -234,9 +243,10 @@ static int hs_send(struct fv_tp_sess *s, int type, const uint8_t *ctl, size_t le
 	return 0;
 }
 
+/* Both ciphers, on every CPU: libcrypto implements them everywhere. */
 static unsigned our_ciphers(void)
 {
-	return 1u | (crypto_aead_aes256gcm_is_available() ? 2u : 0u);
+	return 1u | 2u;
 }
 
 /* th = BLAKE2b-256(hello ‖ welcome without its proof). */
@@ -288,11 +298,17 @@ static int dh(uint8_t out[32], const uint8_t sk[32], const uint8_t pk[32])
 	return crypto_scalarmult(out, sk, pk) == 0 ? 0 : -EACCES;
 }
 
-static void set_dirs(struct fv_tp_sess *s, int mode, int cipher, const uint8_t *txk, const uint8_t *rxk)
+static int set_dirs(struct fv_tp_sess *s, int mode, int cipher, const uint8_t *txk, const uint8_t *rxk,
+		    struct fv_err *e)
 {
-	fv_frame_dir_init(&s->tx, mode, cipher, txk);
-	fv_frame_dir_init(&s->rx, mode, cipher, rxk);
+	int rc = fv_frame_dir_init(&s->tx, mode, cipher, txk);
+	if (rc == 0)
+		rc = fv_frame_dir_init(&s->rx, mode, cipher, rxk);
 	s->tx_sent = 0; /* the handshake is over: nobody else sends yet */
+	if (rc < 0)
+		return fv_err_sys(e, rc, "%s: libcrypto cannot provide %s", s->peer,
+				  cipher == FV_CIPHER_AESGCM ? "AES-256-GCM" : "ChaCha20-Poly1305");
+	return 0;
 }
 
 int fv_tp_sess_client(struct fv_tp_sess *s, const struct fv_tp_node_key *key, const struct fv_tp_peers *peers,
@@ -354,7 +370,7 @@ int fv_tp_sess_client(struct fv_tp_sess *s, const struct fv_tp_node_key *key, co
 		goto out;
 	if ((rc = hs_recv(s, FV_FT_READY, NULL, 0, timeout_ms, e)) < 0)
 		goto out;
-	set_dirs(s, (int)smode, smode == FV_MODE_ENCRYPT ? (int)cipher : 0, k.c2s, k.s2c);
+	rc = set_dirs(s, (int)smode, smode == FV_MODE_ENCRYPT ? (int)cipher : 0, k.c2s, k.s2c, e);
 out:
 	sodium_memzero(esk, sizeof esk);
 	sodium_memzero(d, sizeof d);
@@ -393,7 +409,11 @@ int fv_tp_sess_server(struct fv_tp_sess *s, const struct fv_tp_node_key *key, co
 	if (require_encrypt)
 		mode = FV_MODE_ENCRYPT;
 	uint32_t common = theirs & our_ciphers();
-	uint32_t cipher = mode != FV_MODE_ENCRYPT ? 0 : (common & 2) ? 2 : (common & 1) ? 1 : 0;
+	/* AES-256-GCM where this CPU has AES instructions, else ChaCha20 */
+	uint32_t prefer = fv_frame_aes_fast() ? 2 : 1;
+	uint32_t cipher = 0;
+	if (mode == FV_MODE_ENCRYPT)
+		cipher = (common & prefer) ? prefer : (common & (3u ^ prefer));
 	if (mode == FV_MODE_ENCRYPT && !cipher) {
 		fv_tp_sess_close_msg(s, -EPROTO, "no common cipher");
 		rc = fv_err_set(e, -EPROTO, "%s: no cipher in common with the client", s->peer);
@@ -429,7 +449,7 @@ int fv_tp_sess_server(struct fv_tp_sess *s, const struct fv_tp_node_key *key, co
 	}
 	if ((rc = hs_send(s, FV_FT_READY, NULL, 0, e)) < 0)
 		goto out;
-	set_dirs(s, (int)mode, (int)cipher, k.s2c, k.c2s);
+	rc = set_dirs(s, (int)mode, (int)cipher, k.s2c, k.c2s, e);
 out:
 	sodium_memzero(esk, sizeof esk);
 	sodium_memzero(d, sizeof d);
