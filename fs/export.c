@@ -914,6 +914,58 @@ int fv_export_forget(struct fv_export *x, uint64_t node, uint64_t nlookup)
 	return 0;
 }
 
+int fv_export_forget_all(struct fv_export *x, size_t *nodes, size_t *handles)
+{
+	/* descriptors of idle handles, closed once the lock is given back */
+	int *fds = malloc(x->max_handles * sizeof *fds);
+	if (!fds)
+		return -ENOMEM;
+	size_t nfds = 0, nn = 0, nh = 0;
+	struct node *all = NULL;
+	pthread_mutex_lock(&x->mu);
+	for (size_t i = 0; i < x->nbuckets; i++) {
+		for (struct node *n = x->tab[i], *next; n; n = next) {
+			next = n->next;
+			if (n == x->root)
+				continue;
+			n->gone = true;
+			n->refs++; /* given back below: the last reference frees it */
+			n->next = all;
+			all = n;
+			nn++;
+		}
+		x->tab[i] = NULL;
+	}
+	x->root->next = NULL;
+	*slot_of(x, FV_FS_ROOT) = x->root;
+	x->nnodes = 1;
+	for (size_t i = 0; i < x->max_handles; i++) {
+		struct handle *h = &x->h[i];
+		if (h->fd < 0 || h->closing)
+			continue;
+		nh++;
+		if (h->refs == 0) {
+			fds[nfds++] = h->fd;
+			handle_free(x, h);
+		} else {
+			h->closing = true; /* freed by the call using it */
+		}
+	}
+	pthread_mutex_unlock(&x->mu);
+	for (size_t i = 0; i < nfds; i++)
+		close(fds[i]);
+	free(fds);
+	for (struct node *n = all, *next; n; n = next) {
+		next = n->next;
+		node_put(x, n);
+	}
+	if (nodes)
+		*nodes = nn;
+	if (handles)
+		*handles = nh;
+	return 0;
+}
+
 int fv_export_readlink(struct fv_export *x, uint64_t node, char *buf, size_t cap, size_t *len)
 {
 	struct node *n = node_get(x, node);

@@ -119,6 +119,14 @@ int fv_export_read(struct fv_export *x, uint64_t handle, uint64_t offset, uint32
 int fv_export_open_inline(struct fv_export *x, uint64_t node, uint32_t flags, uint32_t max_inline,
 			  uint64_t *handle, struct fv_fs_attr *a, void *buf, uint32_t *len);
 int fv_export_release(struct fv_export *x, uint64_t handle);
+/* Forget every node but the root and release every handle, as a restart of
+ * the server would (clients find their nodes again by name and reopen their
+ * files: docs/protocol.md, "Nodes"). For the nodes and handles of clients
+ * that went away without FORGET or RELEASE (a crash). Calls running on a
+ * node or handle finish first: it is freed by its last reference. *nodes
+ * and *handles (may be NULL) get how many were forgotten. Returns 0 or
+ * -ENOMEM (nothing done). */
+int fv_export_forget_all(struct fv_export *x, size_t *nodes, size_t *handles);
 /* Give back nlookup lookups of node; at none left the node is unknown (the
  * root stays; a directory's descriptor stays open while a known node is
  * named in it). Unknown nodes are ignored: returns 0 always. */

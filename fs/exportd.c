@@ -40,6 +40,8 @@ enum {
 #define FD_RESERVE 1024
 /* Malformed-request log lines per second; the rest are counted. */
 #define WARN_PER_SEC 5
+/* Seconds without any client before what clients left is forgotten. */
+#define DEFAULT_FORGET_AFTER 600
 
 static const char usage_text[] =
 	"Usage: fabvault-exportd [--export DIR] [--listen PATH[,PATH...]] [OPTIONS]\n"
@@ -55,6 +57,10 @@ static const char usage_text[] =
 	"      --poll-us US       RDMA polling mode: each link polls for requests this long\n"
 	"                         before it sleeps (0-1000000, default 0; config: poll_us=)\n"
 	"      --require-encrypt  refuse integrity-only sessions (config: require_encrypt=yes)\n"
+	"      --forget-after S   when no client has been connected for S seconds, forget the\n"
+	"                         nodes and close the files clients left open (a client that\n"
+	"                         crashed never gives them back); 0 never (default 600;\n"
+	"                         config: forget_after=)\n"
 	"      --port-file FILE   write the bound ports there, one per line (for port 0)\n"
 	"  -v, --verbose          log each connection-level event and every refusal\n"
 	"  -h, --help             this text\n"
@@ -65,9 +71,11 @@ static const char usage_text[] =
 struct cfg {
 	char *export_dir, *conf_dir, *port_file, *listen_arg;
 	int threads, poll_us;
+	long forget_after; /* seconds; 0 never */
 	bool require_encrypt, verbose;
 	/* which of them the command line gave: the config file does not override */
-	bool set_export, set_conf_dir, set_listen, set_threads, set_require_encrypt, set_poll_us;
+	bool set_export, set_conf_dir, set_listen, set_threads, set_require_encrypt, set_poll_us,
+		set_forget_after;
 };
 
 struct exportd {
@@ -113,6 +121,18 @@ static int parse_poll_us(const char *v, int *out)
 	return 0;
 }
 
+/* Seconds, 0 to 10 years. */
+static int parse_secs(const char *v, long *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < 0 || n > 315360000L)
+		return -EINVAL;
+	*out = n;
+	return 0;
+}
+
 static int set_str(char **dst, const char *v)
 {
 	char *s = strdup(v);
@@ -140,6 +160,8 @@ static int ini_key(void *user, const char *section, const char *name, const char
 		return c->set_threads || parse_threads(value, &c->threads) == 0;
 	if (!strcmp(name, "poll_us"))
 		return c->set_poll_us || parse_poll_us(value, &c->poll_us) == 0;
+	if (!strcmp(name, "forget_after"))
+		return c->set_forget_after || parse_secs(value, &c->forget_after) == 0;
 	if (!strcmp(name, "require_encrypt"))
 		return c->set_require_encrypt || parse_bool(value, &c->require_encrypt) == 0;
 	return 0;
@@ -366,6 +388,41 @@ static void log_op_counts(struct exportd *d)
 }
 
 /* Serve until SIGTERM or SIGINT. Returns an exit status. */
+/* Wait for a signal of set and return it. Meanwhile, once no client has
+ * had a link for c->forget_after seconds, forget what clients left behind
+ * (docs/fabvault-exportd.8.md, --forget-after). */
+static int wait_signal(struct exportd *d, const struct cfg *c, struct fv_tp_server *s, const sigset_t *set)
+{
+	struct timespec tick = {.tv_sec = 1};
+	time_t alone_since = 0; /* 0: a client is connected */
+	for (;;) {
+		int sig = sigtimedwait(set, NULL, &tick);
+		if (sig > 0)
+			return sig;
+		if (c->forget_after == 0)
+			continue;
+		time_t now = time(NULL);
+		if (fv_tp_server_links(s) > 0) {
+			alone_since = 0;
+			continue;
+		}
+		if (alone_since == 0)
+			alone_since = now;
+		if (now - alone_since < c->forget_after ||
+		    (fv_export_nodes(d->x) <= 1 && fv_export_handles(d->x) == 0))
+			continue;
+		size_t nodes = 0, handles = 0;
+		if (fv_export_forget_all(d->x, &nodes, &handles) < 0) {
+			fv_log(&d->log, LOG_WARNING,
+			       "cannot forget the nodes of departed clients: out of memory");
+			continue;
+		}
+		fv_log(&d->log, LOG_NOTICE,
+		       "no client connected for %ld s: forgot %zu node(s) and closed %zu open file(s) they left",
+		       (long)(now - alone_since), nodes, handles);
+	}
+}
+
 static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path *listen, size_t nlisten)
 {
 	struct fv_tp_node_key key;
@@ -416,8 +473,7 @@ static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path
 	}
 	if (c->port_file && (rc = write_port_file(d, c->port_file, s, nlisten)) != 0)
 		goto out_server;
-	int sig = 0;
-	sigwait(&set, &sig);
+	int sig = wait_signal(d, c, s, &set);
 	fv_log(&d->log, LOG_NOTICE, "stopping (signal %d)", sig);
 out_server:
 	fv_tp_server_close(s);
@@ -429,7 +485,7 @@ out_export:
 	return rc;
 }
 
-enum { OPT_CONF_DIR = 0x100, OPT_THREADS, OPT_REQUIRE_ENC, OPT_PORT_FILE, OPT_POLL_US };
+enum { OPT_CONF_DIR = 0x100, OPT_THREADS, OPT_REQUIRE_ENC, OPT_PORT_FILE, OPT_POLL_US, OPT_FORGET_AFTER };
 
 static const struct option longopts[] = {
 	{"export", required_argument, NULL, 'e'},
@@ -439,6 +495,7 @@ static const struct option longopts[] = {
 	{"threads", required_argument, NULL, OPT_THREADS},
 	{"poll-us", required_argument, NULL, OPT_POLL_US},
 	{"require-encrypt", no_argument, NULL, OPT_REQUIRE_ENC},
+	{"forget-after", required_argument, NULL, OPT_FORGET_AFTER},
 	{"port-file", required_argument, NULL, OPT_PORT_FILE},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -491,6 +548,13 @@ static int apply_opt(struct exportd *d, struct cfg *c, int opt, const char **con
 			return EXIT_USAGE;
 		}
 		break;
+	case OPT_FORGET_AFTER:
+		c->set_forget_after = true;
+		if (parse_secs(optarg, &c->forget_after) < 0) {
+			fv_log(&d->log, LOG_ERR, "--forget-after takes seconds, from 0 (never) to 315360000");
+			return EXIT_USAGE;
+		}
+		break;
 	case OPT_REQUIRE_ENC:
 		c->set_require_encrypt = true;
 		c->require_encrypt = true;
@@ -517,7 +581,7 @@ static int apply_opt(struct exportd *d, struct cfg *c, int opt, const char **con
 int main(int argc, char **argv)
 {
 	struct exportd d = {0};
-	struct cfg c = {0};
+	struct cfg c = {.forget_after = DEFAULT_FORGET_AFTER};
 	struct fv_tp_path listen[MAX_PATHS];
 	size_t nlisten = 0;
 	const char *config = NULL;

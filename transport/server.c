@@ -47,6 +47,7 @@ struct conn {
 	int refs;                    /* thread + outstanding requests; under s->mu */
 	int outstanding;             /* under s->mu */
 	bool dead;                   /* under s->mu */
+	bool up;                     /* past the handshake, counted in links_up; under s->mu */
 	struct fv_tp_req *free_reqs; /* under s->mu */
 };
 
@@ -70,6 +71,7 @@ struct fv_tp_server {
 	struct fv_tp_req *qhead, *qtail;
 	struct conn *conns;
 	int conn_threads; /* connection threads running */
+	size_t links_up;  /* of those, past the handshake */
 	bool drain;       /* no more requests will be queued: workers end when the queue is empty */
 	_Atomic bool closing;
 };
@@ -282,6 +284,10 @@ static void *conn_main(void *arg)
 	}
 	fv_tp_log(&s->o.log, LOG_INFO, "%s: peer '%s' connected (%s)", ss->peer, ss->peer_key_name,
 		  ss->rx.mode == FV_MODE_ENCRYPT ? "encrypted" : "integrity only");
+	pthread_mutex_lock(&s->mu);
+	s->links_up++;
+	cn->up = true;
+	pthread_mutex_unlock(&s->mu);
 	int64_t last = fv_tp_now_ns();
 	while (!s->closing) {
 		struct fv_tp_rx rx;
@@ -336,6 +342,8 @@ out:
 		cn->link->ops->drain(cn->link);
 	pthread_mutex_lock(&s->mu);
 	cn->dead = true;
+	if (cn->up)
+		s->links_up--;
 	conn_unref(cn);
 	s->conn_threads--;
 	pthread_cond_broadcast(&s->conn_cv);
@@ -493,6 +501,14 @@ fail:
 	}
 	stop_all(s, nl, nw);
 	return rc;
+}
+
+size_t fv_tp_server_links(struct fv_tp_server *s)
+{
+	pthread_mutex_lock(&s->mu);
+	size_t n = s->links_up;
+	pthread_mutex_unlock(&s->mu);
+	return n;
 }
 
 int fv_tp_server_port(struct fv_tp_server *s, size_t i)

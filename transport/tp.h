@@ -157,6 +157,8 @@ struct fv_tp_server_opts {
 int fv_tp_server_open(const struct fv_tp_server_opts *o, struct fv_tp_server **out, struct fv_err *e);
 /* Port listener i is bound to (tests listen on port 0). */
 int fv_tp_server_port(struct fv_tp_server *s, size_t i);
+/* Links open now whose handshake succeeded (authenticated clients'). */
+size_t fv_tp_server_links(struct fv_tp_server *s);
 /* Stop accepting, close every link, wait for the handlers, free. */
 void fv_tp_server_close(struct fv_tp_server *s);
 

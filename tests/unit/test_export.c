@@ -518,6 +518,39 @@ FV_TEST(forget)
 	FV_CHECK_EQ(run(&t, &c, 0), 0);
 	FV_CHECK_EQ(fv_export_nodes(t.x), 1);
 	call_free(&c);
+	/* forget_all (a crashed client's leftovers): every node but the root
+	 * and every handle, as a restart would; then everything is found again
+	 * by name */
+	struct fv_fs_attr d, f;
+	uint64_t h2;
+	size_t nn = 9, nh = 9;
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "dir", &d) == 0);
+	FV_REQUIRE(lookup(&t, d.node, "inner", &b) == 0);
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &f) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, f.node, O_RDONLY, &h, &b) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, f.node, O_RDONLY, &h2, &b) == 0);
+	FV_CHECK_EQ(fv_export_forget_all(t.x, &nn, &nh), 0);
+	FV_CHECK_EQ(nn, 3);
+	FV_CHECK_EQ(nh, 2);
+	FV_CHECK_EQ(fv_export_nodes(t.x), 1);
+	FV_CHECK_EQ(fv_export_handles(t.x), 0);
+	FV_CHECK_EQ(fv_export_dir_fds(t.x), 1);
+	FV_CHECK_EQ(fv_export_getattr(t.x, f.node, &b), -ESTALE);
+	FV_CHECK_EQ(lookup(&t, d.node, "inner", &b), -ESTALE);
+	FV_CHECK_EQ(fv_export_read(t.x, h, 0, sizeof buf, buf, &got), -EBADF);
+	FV_CHECK_EQ(fv_export_getattr(t.x, FV_FS_ROOT, &b), 0);
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "dir", &d) == 0);
+	FV_CHECK_EQ(lookup(&t, d.node, "inner", &b), 0);
+	FV_REQUIRE(fv_export_open_node(t.x, f.node, O_RDONLY, &h, &b) == -ESTALE);
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &f) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, f.node, O_RDONLY, &h, &b) == 0);
+	FV_CHECK_EQ(fv_export_read(t.x, h, 0, sizeof buf, buf, &got), 0);
+	FV_CHECK_EQ(got, sizeof buf);
+	fv_export_release(t.x, h);
+	FV_CHECK_EQ(fv_export_forget_all(t.x, &nn, &nh), 0);
+	FV_CHECK_EQ(nn, 3);
+	FV_CHECK_EQ(nh, 0);
+	FV_CHECK_EQ(fv_export_forget_all(t.x, NULL, NULL), 0); /* nothing left: fine */
 	tree_free(&t);
 }
 
