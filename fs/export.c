@@ -69,6 +69,7 @@ struct node {
 struct handle {
 	int fd; /* -1: slot free */
 	uint32_t gen;
+	uint32_t client; /* who opened it (counted in client_n) */
 	unsigned refs;
 	bool closing; /* released while a READ still uses fd */
 	uint32_t next_free;
@@ -84,6 +85,9 @@ struct fv_export {
 	time_t enfile_logged;
 	struct handle *h;
 	size_t max_handles, nhandles;
+	size_t client_handles;                    /* open handles one client may hold */
+	uint32_t *client_n;                       /* open handles by client, grown on demand */
+	size_t nclients;                          /* entries of client_n */
 	uint32_t free_head;                       /* slot + 1, 0: none free */
 	atomic_uint_least64_t ops[FV_EXPORT_OPS]; /* requests by op (0: malformed or unknown) */
 	bool no_open_inline;
@@ -406,6 +410,7 @@ static void handle_free(struct fv_export *x, struct handle *h) /* mu held */
 	h->next_free = x->free_head;
 	x->free_head = slot + 1;
 	x->nhandles--;
+	x->client_n[h->client]--;
 }
 
 static void handle_put(struct fv_export *x, struct handle *h)
@@ -432,6 +437,7 @@ int fv_export_open(const struct fv_export_opts *o, struct fv_export **out, struc
 		return fv_err_set(e, -ENOMEM, "out of memory");
 	pthread_mutex_init(&x->mu, NULL);
 	x->max_handles = o->max_handles ? o->max_handles : FV_FS_MAX_HANDLES;
+	x->client_handles = o->client_handles ? o->client_handles : x->max_handles;
 	x->max_dirs = o->max_dirs ? o->max_dirs : DEFAULT_MAX_DIRS;
 	x->log = o->log;
 	x->no_open_inline = o->no_open_inline;
@@ -516,6 +522,7 @@ void fv_export_close(struct fv_export *x)
 		if (x->h[i].fd >= 0)
 			close(x->h[i].fd);
 	free(x->h);
+	free(x->client_n);
 	free(x->tab);
 	pthread_mutex_destroy(&x->mu);
 	free(x);
@@ -742,21 +749,38 @@ out:
 	return rc;
 }
 
-/* Make fd a handle (it is the handle's from now on, or closed). */
-static int handle_add(struct fv_export *x, int fd, uint64_t *handle)
+/* Room in client_n for client (mu held). */
+static int clients_grow(struct fv_export *x, uint32_t client)
 {
-	int rc = 0;
+	if (client < x->nclients)
+		return 0;
+	size_t n = ((size_t)client + 16) & ~(size_t)15;
+	uint32_t *v = realloc(x->client_n, n * sizeof *v);
+	if (!v)
+		return -ENOMEM;
+	memset(v + x->nclients, 0, (n - x->nclients) * sizeof *v);
+	x->client_n = v;
+	x->nclients = n;
+	return 0;
+}
+
+/* Make fd a handle of client (fd is the handle's from now on, or closed). */
+static int handle_add(struct fv_export *x, uint32_t client, int fd, uint64_t *handle)
+{
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	pthread_mutex_lock(&x->mu);
-	if (x->free_head) {
+	int rc = clients_grow(x, client);
+	if (rc == 0 && x->free_head && x->client_n[client] < x->client_handles) {
 		uint32_t slot = x->free_head - 1;
 		x->free_head = x->h[slot].next_free;
 		x->h[slot].fd = fd;
 		x->h[slot].refs = 0;
+		x->h[slot].client = client;
 		x->nhandles++;
+		x->client_n[client]++;
 		*handle = handle_of(x, slot);
 		fd = -1;
-	} else {
+	} else if (rc == 0) {
 		rc = -EMFILE;
 	}
 	pthread_mutex_unlock(&x->mu);
@@ -765,7 +789,7 @@ static int handle_add(struct fv_export *x, int fd, uint64_t *handle)
 	return rc;
 }
 
-int fv_export_open_node(struct fv_export *x, uint64_t node, uint32_t flags, uint64_t *handle,
+int fv_export_open_node(struct fv_export *x, uint32_t client, uint64_t node, uint32_t flags, uint64_t *handle,
 			struct fv_fs_attr *a)
 {
 	struct stat st;
@@ -774,7 +798,7 @@ int fv_export_open_node(struct fv_export *x, uint64_t node, uint32_t flags, uint
 	if (!n)
 		return -ESTALE;
 	int rc = open_file(x, n, flags, &fd, &st);
-	if (rc == 0 && (rc = handle_add(x, fd, handle)) == 0)
+	if (rc == 0 && (rc = handle_add(x, client, fd, handle)) == 0)
 		fv_fs_attr_from_stat(a, &st, n->id);
 	node_put(x, n);
 	return rc;
@@ -803,8 +827,9 @@ static bool same_version(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-int fv_export_open_inline(struct fv_export *x, uint64_t node, uint32_t flags, uint32_t max_inline,
-			  uint64_t *handle, struct fv_fs_attr *a, void *buf, uint32_t *len)
+int fv_export_open_inline(struct fv_export *x, uint32_t client, uint64_t node, uint32_t flags,
+			  uint32_t max_inline, uint64_t *handle, struct fv_fs_attr *a, void *buf,
+			  uint32_t *len)
 {
 	struct stat st, st2;
 	int fd = -1;
@@ -841,7 +866,7 @@ int fv_export_open_inline(struct fv_export *x, uint64_t node, uint32_t flags, ui
 		close(fd); /* all of it is in the reply: no handle */
 		fd = -1;
 	} else {
-		rc = handle_add(x, fd, handle);
+		rc = handle_add(x, client, fd, handle);
 		fd = -1;
 		if (rc < 0)
 			*len = 0;
@@ -1100,7 +1125,7 @@ static int req_readdirplus(struct fv_export *x, struct fv_rd *r, struct fv_buf *
 	return fv_export_readdirplus(x, dir, cookie, max, rep);
 }
 
-static int req_open(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
+static int req_open(struct fv_export *x, uint32_t client, struct fv_rd *r, struct fv_buf *rep)
 {
 	struct fv_fs_attr a;
 	uint64_t handle = 0;
@@ -1108,7 +1133,7 @@ static int req_open(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
 	uint32_t flags = fv_rd_u32(r);
 	if (!decoded(r))
 		return -EPROTO;
-	int rc = fv_export_open_node(x, node, flags, &handle, &a);
+	int rc = fv_export_open_node(x, client, node, flags, &handle, &a);
 	if (rc == 0) {
 		fv_buf_u64(rep, handle);
 		fv_fs_attr_put(rep, &a);
@@ -1116,7 +1141,7 @@ static int req_open(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
 	return rc;
 }
 
-static int req_open_inline(struct fv_export *x, struct fv_rd *r, struct fv_buf *rep)
+static int req_open_inline(struct fv_export *x, uint32_t client, struct fv_rd *r, struct fv_buf *rep)
 {
 	struct fv_fs_open_inline o = {0};
 	uint64_t node = fv_rd_u64(r);
@@ -1128,7 +1153,7 @@ static int req_open_inline(struct fv_export *x, struct fv_rd *r, struct fv_buf *
 	uint8_t *p = fv_buf_grow(rep, FV_FS_OPEN_INLINE_FIXED - 4 + max);
 	if (!fv_buf_ok(rep))
 		return -ENOMEM;
-	int rc = fv_export_open_inline(x, node, flags, max, &o.handle, &o.attr,
+	int rc = fv_export_open_inline(x, client, node, flags, max, &o.handle, &o.attr,
 				       p + FV_FS_OPEN_INLINE_FIXED - 4, &o.len);
 	rep->len = at;
 	if (rc == 0) {
@@ -1259,7 +1284,7 @@ static int req_listxattr(struct fv_export *x, struct fv_rd *r, struct fv_buf *re
 	return xattr_reply(x, node, NULL, size, rep);
 }
 
-int fv_export_request(struct fv_export *x, const void *req, size_t len, struct fv_buf *reply,
+int fv_export_request(struct fv_export *x, uint32_t client, const void *req, size_t len, struct fv_buf *reply,
 		      struct fv_export_bulk *bulk)
 {
 	struct fv_rd r;
@@ -1284,10 +1309,10 @@ int fv_export_request(struct fv_export *x, const void *req, size_t len, struct f
 			rc = req_readdirplus(x, &r, reply);
 			break;
 		case FV_FS_OPEN:
-			rc = req_open(x, &r, reply);
+			rc = req_open(x, client, &r, reply);
 			break;
 		case FV_FS_OPEN_INLINE:
-			rc = x->no_open_inline ? -ENOSYS : req_open_inline(x, &r, reply);
+			rc = x->no_open_inline ? -ENOSYS : req_open_inline(x, client, &r, reply);
 			break;
 		case FV_FS_READ:
 			rc = req_read(x, &r, reply, bulk);

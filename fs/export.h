@@ -48,6 +48,11 @@ struct fv_export_logger {
 struct fv_export_opts {
 	const char *root;   /* the exported directory (symbolic links in this path are followed) */
 	size_t max_handles; /* open handles at once (0: FV_FS_MAX_HANDLES); -EMFILE beyond */
+	/* Open handles one client may hold at once (0: max_handles); -EMFILE
+	 * beyond, so that one client cannot take every handle. A client is a
+	 * number the caller chooses (exportd: the client key's entry in the
+	 * authorized peers). */
+	size_t client_handles;
 	/* Directories known at once, the root included, each holding a
 	 * descriptor: size it to RLIMIT_NOFILE less max_handles and a reserve
 	 * (0: 1 << 20). Beyond it LOOKUP and READDIRPLUS answer -ENFILE and
@@ -102,9 +107,10 @@ int fv_export_getattr(struct fv_export *x, uint64_t node, struct fv_fs_attr *a);
  * one entry fits max_bytes. */
 int fv_export_readdirplus(struct fv_export *x, uint64_t dir, uint64_t cookie, uint32_t max_bytes,
 			  struct fv_buf *out);
-/* Open a regular file for reading. Write flags are -EROFS; a directory
- * -EISDIR; any other non-regular file -ENXIO; -EMFILE beyond max_handles. */
-int fv_export_open_node(struct fv_export *x, uint64_t node, uint32_t flags, uint64_t *handle,
+/* Open a regular file for reading, a handle of client. Write flags are
+ * -EROFS; a directory -EISDIR; any other non-regular file -ENXIO; -EMFILE
+ * beyond max_handles or the client's client_handles. */
+int fv_export_open_node(struct fv_export *x, uint32_t client, uint64_t node, uint32_t flags, uint64_t *handle,
 			struct fv_fs_attr *a);
 /* Read up to size bytes at offset into buf; *got is short only at the end
  * of the file. */
@@ -116,8 +122,9 @@ int fv_export_read(struct fv_export *x, uint64_t handle, uint64_t offset, uint32
  * times). When they are the whole file (*len equals a->size, and
  * max_inline > 0) no handle is kept: *handle is 0. Else *handle is a
  * handle, as of fv_export_open_node. */
-int fv_export_open_inline(struct fv_export *x, uint64_t node, uint32_t flags, uint32_t max_inline,
-			  uint64_t *handle, struct fv_fs_attr *a, void *buf, uint32_t *len);
+int fv_export_open_inline(struct fv_export *x, uint32_t client, uint64_t node, uint32_t flags,
+			  uint32_t max_inline, uint64_t *handle, struct fv_fs_attr *a, void *buf,
+			  uint32_t *len);
 int fv_export_release(struct fv_export *x, uint64_t handle);
 /* Forget every node but the root and release every handle, as a restart of
  * the server would (clients find their nodes again by name and reopen their
@@ -162,13 +169,13 @@ struct fv_export_bulk {
  * control message at 65,536 bytes; status and size take 8). */
 #define FV_EXPORT_MAX_XATTR_REPLY (65536u - 8u)
 
-/* Decode req[0..len), run it and append the whole reply control message
+/* Decode req[0..len) of client (see client_handles), run it and append the whole reply control message
  * (status, then the result fields) to reply, which the caller clears.
  * Returns the status answered: -EPROTO for a malformed request (the caller
  * logs it with the peer's name), -ENOSYS for an unknown op, -EROFS for a
  * write-type op. -ENOMEM when reply could not grow (then reply holds
  * nothing usable: answer a bare status). */
-int fv_export_request(struct fv_export *x, const void *req, size_t len, struct fv_buf *reply,
+int fv_export_request(struct fv_export *x, uint32_t client, const void *req, size_t len, struct fv_buf *reply,
 		      struct fv_export_bulk *bulk);
 
 #endif

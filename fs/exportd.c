@@ -42,6 +42,8 @@ enum {
 #define WARN_PER_SEC 5
 /* Seconds without any client before what clients left is forgotten. */
 #define DEFAULT_FORGET_AFTER 600
+/* Open handles one client may hold (of FV_FS_MAX_HANDLES in all). */
+#define DEFAULT_CLIENT_HANDLES 1024
 
 static const char usage_text[] =
 	"Usage: fabvault-exportd [--export DIR] [--listen PATH[,PATH...]] [OPTIONS]\n"
@@ -57,6 +59,8 @@ static const char usage_text[] =
 	"      --poll-us US       RDMA polling mode: each link polls for requests this long\n"
 	"                         before it sleeps (0-1000000, default 0; config: poll_us=)\n"
 	"      --require-encrypt  refuse integrity-only sessions (config: require_encrypt=yes)\n"
+	"      --handles-per-client N  files one client may hold open at once, 1-4096\n"
+	"                         (default 1024; config: handles_per_client=)\n"
 	"      --forget-after S   when no client has been connected for S seconds, forget the\n"
 	"                         nodes and close the files clients left open (a client that\n"
 	"                         crashed never gives them back); 0 never (default 600;\n"
@@ -72,10 +76,11 @@ struct cfg {
 	char *export_dir, *conf_dir, *port_file, *listen_arg;
 	int threads, poll_us;
 	long forget_after; /* seconds; 0 never */
+	int client_handles;
 	bool require_encrypt, verbose;
 	/* which of them the command line gave: the config file does not override */
 	bool set_export, set_conf_dir, set_listen, set_threads, set_require_encrypt, set_poll_us,
-		set_forget_after;
+		set_forget_after, set_client_handles;
 };
 
 struct exportd {
@@ -105,6 +110,17 @@ static int parse_threads(const char *v, int *out)
 	errno = 0;
 	long n = strtol(v, &end, 10);
 	if (errno || end == v || *end || n < 0 || n > 1024)
+		return -EINVAL;
+	*out = (int)n;
+	return 0;
+}
+
+static int parse_client_handles(const char *v, int *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < 1 || n > FV_FS_MAX_HANDLES)
 		return -EINVAL;
 	*out = (int)n;
 	return 0;
@@ -160,6 +176,8 @@ static int ini_key(void *user, const char *section, const char *name, const char
 		return c->set_threads || parse_threads(value, &c->threads) == 0;
 	if (!strcmp(name, "poll_us"))
 		return c->set_poll_us || parse_poll_us(value, &c->poll_us) == 0;
+	if (!strcmp(name, "handles_per_client"))
+		return c->set_client_handles || parse_client_handles(value, &c->client_handles) == 0;
 	if (!strcmp(name, "forget_after"))
 		return c->set_forget_after || parse_secs(value, &c->forget_after) == 0;
 	if (!strcmp(name, "require_encrypt"))
@@ -317,7 +335,7 @@ static void handler(void *ud, struct fv_tp_req *r)
 	const uint8_t *q = fv_tp_req_data(r, &len);
 	struct fv_buf rep = {0};
 	struct fv_export_bulk bulk = {.cap = fv_tp_req_bulk_cap(r), .get = bulk_get, .ud = r};
-	int rc = fv_export_request(d->x, q, len, &rep, &bulk);
+	int rc = fv_export_request(d->x, fv_tp_req_peer_index(r), q, len, &rep, &bulk);
 	if (rc == -EPROTO) {
 		/* a request of another version is answered and the link kept (the
 		 * client then says which side to upgrade: docs/protocol.md,
@@ -433,6 +451,7 @@ static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path
 	const char *compat = getenv("FABVAULT_EXPORTD_NO_OPEN_INLINE");
 	struct fv_export_opts xo = {.root = c->export_dir,
 				    .max_dirs = raise_nofile(d),
+				    .client_handles = (size_t)c->client_handles,
 				    .no_open_inline = compat && !strcmp(compat, "1"),
 				    .log = {tp_log, d}};
 	if (fv_export_open(&xo, &d->x, &e) < 0) {
@@ -485,7 +504,15 @@ out_export:
 	return rc;
 }
 
-enum { OPT_CONF_DIR = 0x100, OPT_THREADS, OPT_REQUIRE_ENC, OPT_PORT_FILE, OPT_POLL_US, OPT_FORGET_AFTER };
+enum {
+	OPT_CONF_DIR = 0x100,
+	OPT_THREADS,
+	OPT_REQUIRE_ENC,
+	OPT_PORT_FILE,
+	OPT_POLL_US,
+	OPT_FORGET_AFTER,
+	OPT_CLIENT_HANDLES
+};
 
 static const struct option longopts[] = {
 	{"export", required_argument, NULL, 'e'},
@@ -496,6 +523,7 @@ static const struct option longopts[] = {
 	{"poll-us", required_argument, NULL, OPT_POLL_US},
 	{"require-encrypt", no_argument, NULL, OPT_REQUIRE_ENC},
 	{"forget-after", required_argument, NULL, OPT_FORGET_AFTER},
+	{"handles-per-client", required_argument, NULL, OPT_CLIENT_HANDLES},
 	{"port-file", required_argument, NULL, OPT_PORT_FILE},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -548,6 +576,14 @@ static int apply_opt(struct exportd *d, struct cfg *c, int opt, const char **con
 			return EXIT_USAGE;
 		}
 		break;
+	case OPT_CLIENT_HANDLES:
+		c->set_client_handles = true;
+		if (parse_client_handles(optarg, &c->client_handles) < 0) {
+			fv_log(&d->log, LOG_ERR, "--handles-per-client takes a number from 1 to %d",
+			       FV_FS_MAX_HANDLES);
+			return EXIT_USAGE;
+		}
+		break;
 	case OPT_FORGET_AFTER:
 		c->set_forget_after = true;
 		if (parse_secs(optarg, &c->forget_after) < 0) {
@@ -581,7 +617,7 @@ static int apply_opt(struct exportd *d, struct cfg *c, int opt, const char **con
 int main(int argc, char **argv)
 {
 	struct exportd d = {0};
-	struct cfg c = {.forget_after = DEFAULT_FORGET_AFTER};
+	struct cfg c = {.forget_after = DEFAULT_FORGET_AFTER, .client_handles = DEFAULT_CLIENT_HANDLES};
 	struct fv_tp_path listen[MAX_PATHS];
 	size_t nlisten = 0;
 	const char *config = NULL;

@@ -113,6 +113,11 @@ const char *fv_tp_req_peer(const struct fv_tp_req *r)
 	return r->cn->sess->peer_key_name;
 }
 
+uint32_t fv_tp_req_peer_index(const struct fv_tp_req *r)
+{
+	return r->cn->sess->peer_index;
+}
+
 void *fv_tp_req_bulk(struct fv_tp_req *r, size_t n)
 {
 	if (n > r->bulk_cap)

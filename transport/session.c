@@ -340,6 +340,7 @@ int fv_tp_sess_client(struct fv_tp_sess *s, const struct fv_tp_node_key *key, co
 		goto out;
 	}
 	snprintf(s->peer_key_name, sizeof s->peer_key_name, "%s", pe->name);
+	s->peer_index = (uint32_t)(pe - peers->v);
 	uint32_t cipher = fv_get_le32(welcome + 96), smode = fv_get_le32(welcome + 100);
 	s->credits = fv_get_le32(welcome + 104);
 	if ((smode != FV_MODE_INTEGRITY && smode != FV_MODE_ENCRYPT) ||
@@ -398,6 +399,7 @@ int fv_tp_sess_server(struct fv_tp_sess *s, const struct fv_tp_node_key *key, co
 		goto out;
 	}
 	snprintf(s->peer_key_name, sizeof s->peer_key_name, "%s", pe->name);
+	s->peer_index = (uint32_t)(pe - peers->v);
 	uint32_t theirs = fv_get_le32(hello + 96), mode = fv_get_le32(hello + 100);
 	uint32_t ccredits = fv_get_le32(hello + 104);
 	if ((mode != FV_MODE_INTEGRITY && mode != FV_MODE_ENCRYPT) || ccredits == 0 ||

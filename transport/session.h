@@ -32,6 +32,7 @@ struct fv_tp_sess {
 	uint32_t credits;       /* client: requests allowed in flight; server: what it granted */
 	uint8_t peer_pk[FV_TP_KEY];
 	char peer_key_name[64]; /* the authorized_peers name of the peer's key */
+	uint32_t peer_index;    /* its entry's index in the authorized peers */
 	char peer[96];          /* "tcp://ADDR:PORT" for log lines */
 	const struct fv_tp_logger *log;
 };

@@ -168,6 +168,9 @@ const void *fv_tp_req_data(const struct fv_tp_req *r, uint32_t *len);
 uint32_t fv_tp_req_bulk_cap(const struct fv_tp_req *r);
 /* The authorized name of the client's key ("" when the line has none). */
 const char *fv_tp_req_peer(const struct fv_tp_req *r);
+/* The client's key as a number: its entry's index in the server's
+ * authorized peers (0 .. peers->n - 1), the same on each of its links. */
+uint32_t fv_tp_req_peer_index(const struct fv_tp_req *r);
 /* A buffer of at least n bytes (n ≤ bulk cap) for the reply's bulk, from
  * the server's pool; NULL on -ENOMEM. Owned by r until fv_tp_reply. */
 void *fv_tp_req_bulk(struct fv_tp_req *r, size_t n);

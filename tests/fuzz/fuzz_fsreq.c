@@ -130,7 +130,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fv_put_le64(req + i, (uint64_t)fz->file_st.st_ino);
 	struct fv_buf rep = {0};
 	struct fv_export_bulk b = {.cap = cap, .get = fz_bulk};
-	int rc = fv_export_request(fz->x, req, size - 4, &rep, &b);
+	int rc = fv_export_request(fz->x, 0, req, size - 4, &rep, &b);
 	if (rc == 0 && size - 4 == 20 && req[0] == FV_FS_OPEN_INLINE) {
 		/* what the client decodes: the file's bytes, no handle when whole */
 		static const char content[] = "fabvault\n";

@@ -17,6 +17,10 @@ assert_stderr 'tcp://'
 assert_exit 2 "$X" --bogus-option
 assert_exit 2 "$X" --export "$T/src" --listen "$L" --conf-dir "$T/a" --poll-us -1
 assert_stderr 'poll-us takes a number'
+for v in 0 4097 many; do
+	assert_exit 2 "$X" --export "$T/src" --listen "$L" --conf-dir "$T/a" --handles-per-client "$v"
+	assert_stderr 'handles-per-client takes a number from 1 to 4096'
+done
 printf '[exportd]\npoll_us = soon\n' >"$T/bad.conf"
 assert_exit 2 "$X" --config "$T/bad.conf" --export "$T/src" --listen "$L" --conf-dir "$T/a"
 assert_stderr 'bad.conf:2: unknown key, bad value'

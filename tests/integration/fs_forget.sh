@@ -6,6 +6,7 @@
 # for longer than that finds everything again when the network returns: a
 # file it held open reads on, the tree is whole (this part waits for the
 # server's 30 s link idle time). A bad value is a usage error (exit 2).
+# --handles-per-client holds through a mount.
 . "$(dirname "$0")/lib.sh"
 need_cmd fusermount3
 [ -e /dev/fuse ] || skip "needs /dev/fuse"
@@ -35,7 +36,7 @@ mkdir "$MNT"
 
 netns_check "$NS_A"
 ip netns exec "$NS_A" "$EXPORTD" --export "$T/src" --listen "$P0,$P1" --conf-dir "$T/a" \
-	--forget-after 2 2>>"$T/exportd.log" &
+	--forget-after 2 --handles-per-client 5 2>>"$T/exportd.log" &
 XPID=$!
 on_exit 'kill $XPID 2>/dev/null; sleep 0.2'
 wait_for "$T/exportd.log" "exporting .* on .*10.200.2.1"
@@ -115,7 +116,21 @@ assert_eq "$b" "$a" "read from a file opened before the server forgot it"
 diff -r --no-dereference "$T/src" "$MNT" 2>&1 |
 	grep -E -v ' is a (fifo|socket|character special file|block special file) while file ' >"$T/diff.out" || true
 [ ! -s "$T/diff.out" ] || fail "tree differs after the server forgot it: $(head -n 5 "$T/diff.out")"
+
+echo "--- --handles-per-client 5: a sixth file held open is EMFILE, one closed makes room"
+python3 - "$MNT/large" <<'PY' || fail "the per-client handle limit does not hold through the mount"
+import errno, sys
+fs = [open(sys.argv[1], "rb") for _ in range(5)]
+try:
+    open(sys.argv[1], "rb")
+    sys.exit("a sixth open succeeded")
+except OSError as e:
+    if e.errno != errno.EMFILE:
+        sys.exit("a sixth open failed with %s, not EMFILE" % e)
+fs.pop().close()
+open(sys.argv[1], "rb").close()
+PY
 kill "$FPID"
 wait "$FPID" 2>/dev/null || true
 unmount
-echo "fabvault-exportd --forget-after: ok"
+echo "fabvault-exportd --forget-after and --handles-per-client: ok"

@@ -152,7 +152,7 @@ static int run(struct tree *t, struct call *c, uint32_t cap)
 {
 	struct fv_export_bulk b = {.cap = cap, .get = test_bulk, .ud = c};
 	c->rep.len = 0;
-	int rc = fv_export_request(t->x, c->req.data, c->req.len, &c->rep, &b);
+	int rc = fv_export_request(t->x, 0, c->req.data, c->req.len, &c->rep, &b);
 	c->bulk_len = b.len;
 	fv_rd_init(&c->rd, c->rep.data, c->rep.len);
 	c->status = (int32_t)fv_rd_u32(&c->rd);
@@ -211,7 +211,7 @@ FV_TEST(every_kind)
 	FV_CHECK(S_ISFIFO(a.mode));
 	/* opening a FIFO would block: refused at once */
 	uint64_t h;
-	FV_CHECK_EQ(fv_export_open_node(t.x, a.node, O_RDONLY, &h, &b), -ENXIO);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h, &b), -ENXIO);
 	FV_CHECK_EQ(lookup(&t, FV_FS_ROOT, "missing", &a), -ENOENT);
 
 	/* READDIRPLUS of the root: every kind, no "." or "..", one lookup each */
@@ -261,7 +261,7 @@ FV_TEST(read_offsets)
 	uint32_t got;
 	uint8_t *buf = malloc(FILE_SIZE + 100);
 	FV_REQUIRE(buf && lookup(&t, FV_FS_ROOT, "file", &a) == 0);
-	FV_REQUIRE(fv_export_open_node(t.x, a.node, O_RDONLY | O_NONBLOCK | O_NOATIME | O_LARGEFILE, &h,
+	FV_REQUIRE(fv_export_open_node(t.x, 0, a.node, O_RDONLY | O_NONBLOCK | O_NOATIME | O_LARGEFILE, &h,
 				       &b) == 0);
 	FV_CHECK(b.node == a.node && b.size == FILE_SIZE);
 	FV_CHECK_EQ(fv_export_handles(t.x), 1);
@@ -292,7 +292,7 @@ FV_TEST(read_offsets)
 	FV_CHECK_EQ(fv_export_handles(t.x), 0);
 	/* an empty file */
 	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "empty", &a) == 0);
-	FV_REQUIRE(fv_export_open_node(t.x, a.node, O_RDONLY, &h, &b) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h, &b) == 0);
 	FV_CHECK_EQ(fv_export_read(t.x, h, 0, 10, buf, &got), 0);
 	FV_CHECK_EQ(got, 0);
 	FV_CHECK_EQ(fv_export_release(t.x, h), 0);
@@ -315,7 +315,7 @@ FV_TEST(links_not_followed)
 	/* nothing beneath a link: /etc/passwd is not reachable */
 	FV_CHECK_EQ(lookup(&t, a.node, "passwd", &b), -ENOTDIR);
 	FV_CHECK_EQ(fv_export_readdirplus(t.x, a.node, 0, 4096, &(struct fv_buf){0}), -ENOTDIR);
-	FV_CHECK_EQ(fv_export_open_node(t.x, a.node, O_RDONLY, &h, &b), -ELOOP);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h, &b), -ELOOP);
 	/* the getattr of the link is the link's, not /etc's */
 	FV_CHECK_EQ(fv_export_getattr(t.x, a.node, &b), 0);
 	FV_CHECK(S_ISLNK(b.mode));
@@ -378,7 +378,7 @@ FV_TEST(crafted_ids)
 		FV_CHECK_EQ(fv_export_getattr(t.x, ids[i], &a), -ESTALE);
 		FV_CHECK_EQ(lookup(&t, ids[i], "x", &a), -ESTALE);
 		FV_CHECK_EQ(fv_export_readdirplus(t.x, ids[i], 0, 4096, &out), -ESTALE);
-		FV_CHECK_EQ(fv_export_open_node(t.x, ids[i], O_RDONLY, &h, &a), -ESTALE);
+		FV_CHECK_EQ(fv_export_open_node(t.x, 0, ids[i], O_RDONLY, &h, &a), -ESTALE);
 		FV_CHECK_EQ(fv_export_readlink(t.x, ids[i], buf, sizeof buf, &len), -ESTALE);
 		FV_CHECK_EQ(fv_export_statfs(t.x, ids[i], &sf), -ESTALE);
 		FV_CHECK_EQ(fv_export_getxattr(t.x, ids[i], "user.fv", buf, sizeof buf, &n), -ESTALE);
@@ -406,10 +406,10 @@ FV_TEST(read_only)
 					  O_RDONLY | O_TRUNC, O_RDONLY | O_APPEND,
 					  O_RDONLY | O_CREAT, O_WRONLY | O_CREAT | O_EXCL};
 	for (size_t i = 0; i < sizeof wflags / sizeof wflags[0]; i++)
-		FV_CHECK_EQ(fv_export_open_node(t.x, a.node, wflags[i], &h, &b), -EROFS);
+		FV_CHECK_EQ(fv_export_open_node(t.x, 0, a.node, wflags[i], &h, &b), -EROFS);
 	FV_CHECK_EQ(fv_export_handles(t.x), 0);
 	/* a directory is not opened by OPEN */
-	FV_CHECK_EQ(fv_export_open_node(t.x, FV_FS_ROOT, O_RDONLY, &h, &b), -EISDIR);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, FV_FS_ROOT, O_RDONLY, &h, &b), -EISDIR);
 	/* every write-type op, whatever follows the head */
 	struct call c = {0};
 	for (int op = FV_FS_WRITE_OPS_FIRST; op <= FV_FS_WRITE_OPS_LAST; op++) {
@@ -440,11 +440,11 @@ FV_TEST(handle_limit)
 	uint64_t h[9];
 	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &a) == 0);
 	for (int i = 0; i < 8; i++)
-		FV_CHECK_EQ(fv_export_open_node(t.x, a.node, O_RDONLY, &h[i], &b), 0);
-	FV_CHECK_EQ(fv_export_open_node(t.x, a.node, O_RDONLY, &h[8], &b), -EMFILE);
+		FV_CHECK_EQ(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h[i], &b), 0);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h[8], &b), -EMFILE);
 	FV_CHECK_EQ(fv_export_handles(t.x), 8);
 	FV_CHECK_EQ(fv_export_release(t.x, h[3]), 0);
-	FV_CHECK_EQ(fv_export_open_node(t.x, a.node, O_RDONLY, &h[8], &b), 0);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h[8], &b), 0);
 	/* the slot is reused, the old handle stays dead */
 	FV_CHECK(h[8] != h[3]);
 	uint8_t buf[16];
@@ -464,12 +464,37 @@ FV_TEST(handle_limit)
 	FV_REQUIRE(all);
 	int opened = 0;
 	for (int i = 0; i < FV_FS_MAX_HANDLES; i++)
-		opened += fv_export_open_node(t.x, a.node, O_RDONLY, &all[i], &b) == 0;
+		opened += fv_export_open_node(t.x, 0, a.node, O_RDONLY, &all[i], &b) == 0;
 	FV_CHECK_EQ(opened, FV_FS_MAX_HANDLES);
-	FV_CHECK_EQ(fv_export_open_node(t.x, a.node, O_RDONLY, &h[0], &b), -EMFILE);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h[0], &b), -EMFILE);
 	for (int i = 0; i < FV_FS_MAX_HANDLES; i++)
 		fv_export_release(t.x, all[i]);
 	free(all);
+	/* per client: 3 each of 8 in all; one client cannot take them all,
+	 * and a released handle is its client's again */
+	fv_export_close(t.x);
+	struct fv_export_opts o = {.root = t.root, .max_handles = 8, .client_handles = 3};
+	struct fv_err e = {0};
+	FV_REQUIRE(fv_export_open(&o, &t.x, &e) == 0);
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &a) == 0);
+	uint64_t c1[4], c7[3], c0[3];
+	for (int i = 0; i < 3; i++)
+		FV_CHECK_EQ(fv_export_open_node(t.x, 1, a.node, O_RDONLY, &c1[i], &b), 0);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 1, a.node, O_RDONLY, &c1[3], &b), -EMFILE);
+	for (int i = 0; i < 3; i++) /* a client number far beyond the others: fine */
+		FV_CHECK_EQ(fv_export_open_node(t.x, 700, a.node, O_RDONLY, &c7[i], &b), 0);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &c0[0], &b), 0);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &c0[1], &b), 0);
+	/* 8 open: the server-wide limit, though client 0 has room */
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &c0[2], &b), -EMFILE);
+	FV_CHECK_EQ(fv_export_release(t.x, c1[0]), 0);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 700, a.node, O_RDONLY, &c7[0], &b), -EMFILE);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 1, a.node, O_RDONLY, &c1[0], &b), 0);
+	/* forget_all gives every client its room back */
+	FV_CHECK_EQ(fv_export_forget_all(t.x, NULL, NULL), 0);
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &a) == 0);
+	for (int i = 0; i < 3; i++)
+		FV_CHECK_EQ(fv_export_open_node(t.x, 1, a.node, O_RDONLY, &c1[i], &b), 0);
 	tree_free(&t);
 }
 
@@ -497,7 +522,7 @@ FV_TEST(forget)
 	uint8_t buf[8];
 	uint32_t got;
 	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &a) == 0);
-	FV_REQUIRE(fv_export_open_node(t.x, a.node, O_RDONLY, &h, &b) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h, &b) == 0);
 	fv_export_forget(t.x, a.node, 1);
 	FV_CHECK_EQ(fv_export_read(t.x, h, 0, sizeof buf, buf, &got), 0);
 	FV_CHECK_EQ(got, sizeof buf);
@@ -527,8 +552,8 @@ FV_TEST(forget)
 	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "dir", &d) == 0);
 	FV_REQUIRE(lookup(&t, d.node, "inner", &b) == 0);
 	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &f) == 0);
-	FV_REQUIRE(fv_export_open_node(t.x, f.node, O_RDONLY, &h, &b) == 0);
-	FV_REQUIRE(fv_export_open_node(t.x, f.node, O_RDONLY, &h2, &b) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, 0, f.node, O_RDONLY, &h, &b) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, 0, f.node, O_RDONLY, &h2, &b) == 0);
 	FV_CHECK_EQ(fv_export_forget_all(t.x, &nn, &nh), 0);
 	FV_CHECK_EQ(nn, 3);
 	FV_CHECK_EQ(nh, 2);
@@ -541,9 +566,9 @@ FV_TEST(forget)
 	FV_CHECK_EQ(fv_export_getattr(t.x, FV_FS_ROOT, &b), 0);
 	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "dir", &d) == 0);
 	FV_CHECK_EQ(lookup(&t, d.node, "inner", &b), 0);
-	FV_REQUIRE(fv_export_open_node(t.x, f.node, O_RDONLY, &h, &b) == -ESTALE);
+	FV_REQUIRE(fv_export_open_node(t.x, 0, f.node, O_RDONLY, &h, &b) == -ESTALE);
 	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &f) == 0);
-	FV_REQUIRE(fv_export_open_node(t.x, f.node, O_RDONLY, &h, &b) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, 0, f.node, O_RDONLY, &h, &b) == 0);
 	FV_CHECK_EQ(fv_export_read(t.x, h, 0, sizeof buf, buf, &got), 0);
 	FV_CHECK_EQ(got, sizeof buf);
 	fv_export_release(t.x, h);
@@ -564,7 +589,7 @@ FV_TEST(replaced_on_disk)
 	uint8_t buf[16];
 	uint32_t got;
 	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &a) == 0);
-	FV_REQUIRE(fv_export_open_node(t.x, a.node, O_RDONLY, &h, &b) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h, &b) == 0);
 	/* "file" is replaced by a new file (rename over it), "hard" removed */
 	at(&t, p, "new");
 	FV_REQUIRE(write_file(p, 33) == 0);
@@ -574,7 +599,7 @@ FV_TEST(replaced_on_disk)
 	FV_REQUIRE(unlink(p) == 0);
 	/* the old node is stale (its inode is gone); the name finds the new one */
 	FV_CHECK_EQ(fv_export_getattr(t.x, a.node, &b), -ESTALE);
-	FV_CHECK_EQ(fv_export_open_node(t.x, a.node, O_RDONLY, &h, &b), -ESTALE);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h, &b), -ESTALE);
 	FV_CHECK_EQ(lookup(&t, FV_FS_ROOT, "file", &b), 0);
 	FV_CHECK(b.node != a.node && b.size == 33);
 	/* an open handle still reads the old contents, as a local open file would */
@@ -758,7 +783,7 @@ FV_TEST(open_inline)
 	uint8_t *buf = malloc(FV_FS_MAX_INLINE);
 	FV_REQUIRE(buf && lookup(&t, FV_FS_ROOT, "file", &a) == 0);
 	/* a file larger than the limit: its first bytes and a handle for the rest */
-	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, FV_FS_MAX_INLINE, &h, &b, buf, &len), 0);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, 0, a.node, O_RDONLY, FV_FS_MAX_INLINE, &h, &b, buf, &len), 0);
 	FV_CHECK(h != 0 && len == FV_FS_MAX_INLINE && b.size == FILE_SIZE && b.node == a.node);
 	bool ok = true;
 	for (uint32_t k = 0; k < len; k++)
@@ -771,33 +796,33 @@ FV_TEST(open_inline)
 	/* small files: exactly the limit asked is whole, one byte less is not */
 	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "dir", &a) == 0);
 	FV_REQUIRE(lookup(&t, a.node, "inner", &a) == 0);
-	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 10, &h, &b, buf, &len), 0);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, 0, a.node, O_RDONLY, 10, &h, &b, buf, &len), 0);
 	FV_CHECK(h == 0 && len == 10 && b.size == 10 && buf[9] == pattern(9));
 	FV_CHECK_EQ(fv_export_handles(t.x), 0);
-	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 9, &h, &b, buf, &len), 0);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, 0, a.node, O_RDONLY, 9, &h, &b, buf, &len), 0);
 	FV_CHECK(h != 0 && len == 9);
 	FV_CHECK_EQ(fv_export_release(t.x, h), 0);
 	/* max_inline 0 is OPEN: always a handle */
-	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 0, &h, &b, buf, &len), 0);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, 0, a.node, O_RDONLY, 0, &h, &b, buf, &len), 0);
 	FV_CHECK(h != 0 && len == 0);
 	FV_CHECK_EQ(fv_export_release(t.x, h), 0);
 	/* an empty file is whole with no bytes; whole files take no handle,
 	 * even at the handle limit */
 	uint64_t h1, h2;
-	FV_REQUIRE(fv_export_open_node(t.x, a.node, O_RDONLY, &h1, &b) == 0);
-	FV_REQUIRE(fv_export_open_node(t.x, a.node, O_RDONLY, &h2, &b) == 0);
-	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 9, &h, &b, buf, &len), -EMFILE);
-	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 10, &h, &b, buf, &len), 0);
+	FV_REQUIRE(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h1, &b) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h2, &b) == 0);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, 0, a.node, O_RDONLY, 9, &h, &b, buf, &len), -EMFILE);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, 0, a.node, O_RDONLY, 10, &h, &b, buf, &len), 0);
 	FV_CHECK(h == 0 && len == 10);
 	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "empty", &a) == 0);
-	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDONLY, 100, &h, &b, buf, &len), 0);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, 0, a.node, O_RDONLY, 100, &h, &b, buf, &len), 0);
 	FV_CHECK(h == 0 && len == 0 && b.size == 0);
 	fv_export_release(t.x, h1);
 	fv_export_release(t.x, h2);
 	/* the errors of OPEN */
-	FV_CHECK_EQ(fv_export_open_inline(t.x, FV_FS_ROOT, O_RDONLY, 100, &h, &b, buf, &len), -EISDIR);
-	FV_CHECK_EQ(fv_export_open_inline(t.x, a.node, O_RDWR, 100, &h, &b, buf, &len), -EROFS);
-	FV_CHECK_EQ(fv_export_open_inline(t.x, 12345, O_RDONLY, 100, &h, &b, buf, &len), -ESTALE);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, 0, FV_FS_ROOT, O_RDONLY, 100, &h, &b, buf, &len), -EISDIR);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, 0, a.node, O_RDWR, 100, &h, &b, buf, &len), -EROFS);
+	FV_CHECK_EQ(fv_export_open_inline(t.x, 0, 12345, O_RDONLY, 100, &h, &b, buf, &len), -ESTALE);
 
 	/* through fv_export_request, decoded as the client does */
 	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "file", &a) == 0);
@@ -1036,7 +1061,7 @@ FV_TEST(few_descriptors)
 		snprintf(rel, sizeof rel, "f%04d", i);
 		if (lookup(&t, d[i % MANY_SUBDIRS].node, rel, &a) != 0 ||
 		    fv_export_getattr(t.x, a.node, &b) != 0 || b.size != 8 + (uint64_t)i % 50 ||
-		    fv_export_open_node(t.x, a.node, O_RDONLY, &h, &b) != 0)
+		    fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h, &b) != 0)
 			continue;
 		if (fv_export_read(t.x, h, 0, sizeof buf, buf, &got) == 0 && got == 8 + (uint32_t)i % 50 &&
 		    buf[got - 1] == pattern(got - 1))
@@ -1113,7 +1138,7 @@ FV_TEST(names_and_parents)
 	at(&t, q, "dir2");
 	FV_REQUIRE(rename(p, q) == 0);
 	FV_CHECK_EQ(fv_export_getattr(t.x, in.node, &a), 0);
-	FV_CHECK_EQ(fv_export_open_node(t.x, in.node, O_RDONLY, &h, &a), 0);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, in.node, O_RDONLY, &h, &a), 0);
 	FV_CHECK_EQ(fv_export_read(t.x, h, 0, 10, buf, &got), 0);
 	FV_CHECK_EQ(got, 10);
 	fv_export_release(t.x, h);
@@ -1122,7 +1147,7 @@ FV_TEST(names_and_parents)
 	at(&t, q, "dir2/inner2");
 	FV_REQUIRE(rename(p, q) == 0);
 	FV_CHECK_EQ(fv_export_getattr(t.x, in.node, &a), -ESTALE);
-	FV_CHECK_EQ(fv_export_open_node(t.x, in.node, O_RDONLY, &h, &a), -ESTALE);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, in.node, O_RDONLY, &h, &a), -ESTALE);
 	FV_CHECK_EQ(fv_export_statfs(t.x, in.node, &(struct fv_export_statfs){0}), -ESTALE);
 	FV_CHECK_EQ(fv_export_listxattr(t.x, in.node, buf, sizeof buf, &got), -ESTALE);
 	FV_CHECK_EQ(lookup(&t, dir.node, "inner2", &a), 0);
@@ -1166,7 +1191,7 @@ FV_TEST(names_and_parents)
 	FV_CHECK_EQ(fv_export_getattr(t.x, dir.node, &a), -ESTALE);
 	FV_CHECK_EQ(fv_export_dir_fds(t.x), fds);
 	FV_CHECK_EQ(fv_export_getattr(t.x, in.node, &a), 0);
-	FV_CHECK_EQ(fv_export_open_node(t.x, in.node, O_RDONLY, &h, &a), 0);
+	FV_CHECK_EQ(fv_export_open_node(t.x, 0, in.node, O_RDONLY, &h, &a), 0);
 	FV_CHECK_EQ(fv_export_read(t.x, h, 0, sizeof buf, buf, &got), 0);
 	fv_export_release(t.x, h);
 	/* the directory looked up again: a new descriptor, the file moves to it */
@@ -1211,7 +1236,7 @@ static void *hammer_main(void *arg)
 			hm->failures++;
 			continue;
 		}
-		int rc = fv_export_open_node(x, a.node, O_RDONLY, &h, &b);
+		int rc = fv_export_open_node(x, 0, a.node, O_RDONLY, &h, &b);
 		if (rc == 0) {
 			if (fv_export_read(x, h, (uint64_t)i * 97, sizeof buf, buf, &got) != 0 ||
 			    buf[0] != pattern((uint64_t)i * 97))
@@ -1262,7 +1287,7 @@ static void tp_handler(void *ud, struct fv_tp_req *r)
 	const void *q = fv_tp_req_data(r, &len);
 	struct fv_buf rep = {0};
 	struct fv_export_bulk b = {.cap = fv_tp_req_bulk_cap(r), .get = tp_bulk, .ud = r};
-	fv_export_request(x, q, len, &rep, &b);
+	fv_export_request(x, 0, q, len, &rep, &b);
 	fv_tp_reply(r, rep.data, (uint32_t)rep.len, b.len);
 	fv_buf_free(&rep);
 }
