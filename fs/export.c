@@ -187,7 +187,9 @@ static void node_put(struct fv_export *x, struct node *n)
 {
 	while (n) {
 		pthread_mutex_lock(&x->mu);
-		bool last = --n->refs == 0 && n->gone;
+		/* The analyzer cannot see that a node holds a reference on its
+		 * parent, so that a parent is never freed before its child. */
+		bool last = --n->refs == 0 && n->gone; // NOLINT(clang-analyzer-unix.Malloc)
 		if (last && n->fd >= 0)
 			x->ndirs--;
 		pthread_mutex_unlock(&x->mu);

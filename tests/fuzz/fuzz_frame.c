@@ -6,7 +6,7 @@
  * were not sealed.
  *
  * libFuzzer:  clang -fsanitize=fuzzer,address,undefined -DFV_LIBFUZZER -D_GNU_SOURCE \
- *               tests/fuzz/fuzz_frame.c transport/frame.c common/buf.c -lsodium -lxxhash
+ *               tests/fuzz/fuzz_frame.c transport/frame.c common/buf.c -lsodium -lcrypto -lxxhash
  * Without libFuzzer, the same file replays the files or directories given.
  */
 #include "../../transport/frame.h"
