@@ -465,7 +465,7 @@ static void *read_worker(void *arg)
 
 	while (fv_workq_pop(&d->runs, &run, true, 0) == 1) {
 		for (size_t i = run.from; i < run.to; i++) {
-			int rc = fv_reader_read(w->rd, d->order[i], &w->blob, &le);
+			int rc = fv_reader_read(w->rd, d->order[i], d->order[i]->id, &w->blob, &le);
 			w->blobs++;
 			if (rc < 0 && rc != -ENOMEM)
 				rc = add_fail(w, i, le.msg);
