@@ -91,8 +91,8 @@ int fv_index_reserve(struct fv_index *ix, size_t n);
 int fv_index_pack_number(struct fv_index *ix, const uint8_t packid[FV_PACK_ID_LEN], uint32_t *num);
 
 /* Add entry pe of pack number pack; its full id is kept until settled.
- * Returns 1 when added, 0 when the id was already present (the first
- * location is kept), -ENOMEM or -E2BIG. */
+ * Returns 1 when added, 0 when the id (its prefix) was already present
+ * (the first location is kept), -ENOMEM or -E2BIG. */
 int fv_index_add(struct fv_index *ix, uint32_t pack, const struct fv_pack_entry *pe);
 
 /* The entry whose id has id's first FV_INDEX_PREFIX_LEN bytes, or NULL.
@@ -105,7 +105,8 @@ const struct fv_index_entry *fv_index_find(const struct fv_index *ix, const uint
 int fv_index_truncate(struct fv_index *ix, size_t n);
 
 /* Entries [0, n) are named by index files: forget their full ids (n <=
- * ix->n; entries before the current settled point stay settled). */
+ * ix->n; entries before the current settled point stay settled). Touches
+ * nothing fv_index_find reads. */
 void fv_index_settle(struct fv_index *ix, size_t n);
 
 /* The full id of entry i, or NULL when i is settled (or not an entry). */
