@@ -113,6 +113,13 @@ static void progress(struct cctx *c, const char *phase, uint64_t done, uint64_t 
 
 /* ---- index files ---- */
 
+/* The full id of index entry ie. The check loads the index itself and never
+ * settles it (fv_index_settle), so every entry still has its full id. */
+static const uint8_t *entry_id(const struct cctx *c, const struct fv_index_entry *ie)
+{
+	return fv_index_id(&c->r->idx, (size_t)(ie - c->r->idx.e));
+}
+
 static int check_index_files(struct cctx *c)
 {
 	char **names = NULL;
@@ -165,7 +172,7 @@ static void mark_damaged_from(struct cctx *c, uint64_t off, uint64_t end)
 			const struct fv_index_entry *ie = &c->r->idx.e[i];
 			if (fv_index_pack(ie) == c->cur_num && (uint64_t)ie->off + ie->len > off &&
 			    ie->off < end)
-				idset_add(&c->damaged, ie->id);
+				idset_add(&c->damaged, entry_id(c, ie));
 		}
 	}
 }
@@ -217,7 +224,7 @@ static int check_after_break(struct cctx *c, int fd)
 	for (size_t i = 0; !c->cur_toc && c->cur_has_num && i < c->r->idx.n && rc == 0; i++) {
 		const struct fv_index_entry *ie = &c->r->idx.e[i];
 		if (fv_index_pack(ie) == c->cur_num)
-			rc = check_blob(c, fd, &fr, ie->off, ie->len, ie->id);
+			rc = check_blob(c, fd, &fr, ie->off, ie->len, entry_id(c, ie));
 	}
 	fv_buf_free(&fr);
 	return rc;
@@ -312,11 +319,12 @@ static int check_one_pack(struct cctx *c, const char *rel, const uint8_t packid[
 			const struct fv_index_entry *ie = &c->r->idx.e[i];
 			if (fv_index_pack(ie) != c->cur_num)
 				continue;
+			const uint8_t *id = entry_id(c, ie);
 			const struct fv_pack_entry *pe = toc_find(c, ie->off);
 			if (!pe || pe->len != ie->len || pe->type != fv_index_type(ie) ||
-			    pe->rawlen != ie->rawlen || memcmp(pe->id, ie->id, FV_ID_LEN) != 0) {
+			    pe->rawlen != ie->rawlen || memcmp(pe->id, id, FV_ID_LEN) != 0) {
 				mismatched++;
-				idset_add(&c->damaged, ie->id);
+				idset_add(&c->damaged, id);
 			}
 		}
 		if (mismatched)
@@ -373,7 +381,7 @@ static int check_packs(struct cctx *c)
 		fv_pack_path(c->r->idx.packs[p], rel);
 		for (size_t i = 0; i < c->r->idx.n; i++) {
 			if (fv_index_pack(&c->r->idx.e[i]) == p) {
-				idset_add(&c->damaged, c->r->idx.e[i].id);
+				idset_add(&c->damaged, entry_id(c, &c->r->idx.e[i]));
 				lost++;
 			}
 		}
@@ -432,6 +440,7 @@ struct rworker {
 };
 
 struct rdata {
+	const struct fv_index *ix;           /* for the full ids of order's entries */
 	const struct fv_index_entry **order; /* read-only while workers run */
 	struct fv_workq runs;                /* main -> workers: struct run */
 	struct fv_workq ends;                /* workers -> main: one int each, at exit */
@@ -465,7 +474,9 @@ static void *read_worker(void *arg)
 
 	while (fv_workq_pop(&d->runs, &run, true, 0) == 1) {
 		for (size_t i = run.from; i < run.to; i++) {
-			int rc = fv_reader_read(w->rd, d->order[i], &w->blob, &le);
+			const struct fv_index_entry *ie = d->order[i];
+			int rc = fv_reader_read(w->rd, ie, fv_index_id(d->ix, (size_t)(ie - d->ix->e)),
+						&w->blob, &le);
 			w->blobs++;
 			if (rc < 0 && rc != -ENOMEM)
 				rc = add_fail(w, i, le.msg);
@@ -518,7 +529,7 @@ static int read_finish(struct cctx *c, struct rdata *d, struct rworker *w, unsig
 		qsort(all, nf, sizeof *all, fail_cmp);
 		for (size_t i = 0; i < nf; i++) {
 			report(c, true, "%s", all[i].msg);
-			idset_add(&c->damaged, d->order[all[i].pos]->id);
+			idset_add(&c->damaged, entry_id(c, d->order[all[i].pos]));
 			free(all[i].msg);
 		}
 	}
@@ -534,13 +545,14 @@ static int read_all_data(struct cctx *c)
 	struct rworker *w = calloc(nthreads, sizeof *w);
 	int rc = 0;
 
+	d.ix = &c->r->idx;
 	d.order = malloc((n ? n : 1) * sizeof(const struct fv_index_entry *));
 	if (!d.order || !w) {
 		rc = fv_err_set(c->e, -ENOMEM, "out of memory");
 		goto out_free;
 	}
 	for (size_t i = 0; i < n; i++)
-		if (!idset_has(&c->damaged, c->r->idx.e[i].id)) /* already reported by the scan */
+		if (!idset_has(&c->damaged, fv_index_id(&c->r->idx, i))) /* already reported by the scan */
 			d.order[m++] = &c->r->idx.e[i];
 	/* pack by pack, in file order: sequential reads */
 	qsort(d.order, m, sizeof(const struct fv_index_entry *), cmp_entry_place);

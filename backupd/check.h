@@ -14,10 +14,13 @@
  * pack; they share only two bounded queues (backupd/workq.h) with the
  * calling thread and are joined before fv_check_run returns. Their failures
  * are reported by the calling thread in pack and offset order, so the report
- * does not depend on the number of threads. Memory on top of the index: 8
- * bytes per blob for the read order, and per worker three buffers (frame,
- * plaintext, blob) that grow in powers of two to the largest blob, at most
- * 41,943,040 bytes with 8 MiB chunks, plus a zstd context (95,992 bytes).
+ * does not depend on the number of threads. The check loads the index with
+ * every full id kept (77 to 94 bytes per blob, not 48: it compares them
+ * with the packs' tables of contents and unseals with them). Memory on top
+ * of the index: 8 bytes per blob for the read order, and per worker three
+ * buffers (frame, plaintext, blob) that grow in powers of two to the
+ * largest blob, at most 41,943,040 bytes with 8 MiB chunks, plus a zstd
+ * context (95,992 bytes).
  */
 #ifndef FV_CHECK_H
 #define FV_CHECK_H

@@ -116,15 +116,15 @@ int fv_reader_locate(const struct fv_repo *r, uint8_t type, const uint8_t id[FV_
 
 /* The blob's id in hex and its pack's path, for messages: only on failure
  * (snprintf per blob shows in profiles of restore). */
-static void names(const struct fv_repo *r, const struct fv_index_entry *ie, char hex[2 * FV_ID_LEN + 1],
-		  char path[64])
+static void names(const struct fv_repo *r, const struct fv_index_entry *ie, const uint8_t id[FV_ID_LEN],
+		  char hex[2 * FV_ID_LEN + 1], char path[64])
 {
-	fv_hex(ie->id, FV_ID_LEN, hex);
+	fv_hex(id, FV_ID_LEN, hex);
 	fv_pack_path(r->idx.packs[fv_index_pack(ie)], path);
 }
 
-int fv_reader_read(struct fv_reader *rd, const struct fv_index_entry *ie, struct fv_buf *out,
-		   struct fv_err *e)
+int fv_reader_read(struct fv_reader *rd, const struct fv_index_entry *ie, const uint8_t id[FV_ID_LEN],
+		   struct fv_buf *out, struct fv_err *e)
 {
 	const struct fv_repo *r = rd->r;
 	char hex[2 * FV_ID_LEN + 1], path[64];
@@ -139,7 +139,7 @@ int fv_reader_read(struct fv_reader *rd, const struct fv_index_entry *ie, struct
 		return fd;
 	int rc = fv_pack_read_frame(fd, ie->off, ie->len, &rd->frame, &sealed, &sealed_len);
 	if (rc < 0) {
-		names(r, ie, hex, path);
+		names(r, ie, id, hex, path);
 		if (rc == -EUCLEAN)
 			return fv_err_set(
 				e, rc,
@@ -151,8 +151,8 @@ int fv_reader_read(struct fv_reader *rd, const struct fv_index_entry *ie, struct
 	uint8_t *p = fv_buf_grow(&rd->plain, sealed_len);
 	if (!p)
 		return fv_err_set(e, -ENOMEM, "out of memory");
-	if (fv_unseal(&r->keys, type, ie->id, sealed, sealed_len, p, &plen) < 0 || plen < 1) {
-		names(r, ie, hex, path);
+	if (fv_unseal(&r->keys, type, id, sealed, sealed_len, p, &plen) < 0 || plen < 1) {
+		names(r, ie, id, hex, path);
 		return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s in %s failed authentication",
 				  r->path, hex, path);
 	}
@@ -175,11 +175,11 @@ int fv_reader_read(struct fv_reader *rd, const struct fv_index_entry *ie, struct
 	if (!bad) {
 		uint8_t chk[FV_ID_LEN];
 		fv_id_compute(&r->keys, o, rawlen, chk);
-		if (sodium_memcmp(chk, ie->id, FV_ID_LEN) != 0)
+		if (sodium_memcmp(chk, id, FV_ID_LEN) != 0)
 			bad = "does not match its id";
 	}
 	if (bad) {
-		names(r, ie, hex, path);
+		names(r, ie, id, hex, path);
 		return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s %s", r->path, hex, bad);
 	}
 	return 0;
@@ -193,5 +193,5 @@ int fv_reader_get(struct fv_reader *rd, uint8_t type, const uint8_t id[FV_ID_LEN
 	int rc = fv_reader_locate(rd->r, type, id, &ie, e);
 	if (rc < 0 || !ie) /* (ie is set whenever rc is 0) */
 		return rc < 0 ? rc : -ENOENT;
-	return fv_reader_read(rd, ie, out, e);
+	return fv_reader_read(rd, ie, id, out, e);
 }

@@ -56,11 +56,13 @@ void fv_reader_close(struct fv_reader *rd);
 int fv_reader_locate(const struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_LEN],
 		     const struct fv_index_entry **ie, struct fv_err *e);
 
-/* Read and verify the blob at index entry ie into out (reset first).
+/* Read and verify the blob at index entry ie into out (reset first). id is
+ * the blob's full id, the one ie was found by (the index keeps only a
+ * prefix; the full id authenticates the blob).
  * Returns 0, -EUCLEAN (damaged; the pack and blob are named), -ENOMEM or a
  * system error naming the pack. */
-int fv_reader_read(struct fv_reader *rd, const struct fv_index_entry *ie, struct fv_buf *out,
-		   struct fv_err *e);
+int fv_reader_read(struct fv_reader *rd, const struct fv_index_entry *ie, const uint8_t id[FV_ID_LEN],
+		   struct fv_buf *out, struct fv_err *e);
 
 /* fv_reader_locate, then fv_reader_read: fv_repo_get on rd's own state. */
 int fv_reader_get(struct fv_reader *rd, uint8_t type, const uint8_t id[FV_ID_LEN], struct fv_buf *out,

@@ -337,6 +337,8 @@ static int load_index(struct fv_repo *r, struct fv_err *e)
 		rc = fv_repo_obj_read(r, "index", names[i], INDEX_MAGIC, FV_OBJ_INDEX, &pt, &len, id, e);
 		if (rc == 0) {
 			rc = fv_index_decode(&r->idx, pt, len);
+			/* named by an index file: full ids no longer needed */
+			fv_index_settle(&r->idx, r->idx.n);
 			if (rc == -EBADMSG)
 				rc = fv_err_set(e, -EUCLEAN, "repository %s: index/%s is malformed", r->path,
 						names[i]);
@@ -903,8 +905,10 @@ int fv_repo_commit(struct fv_repo *r, struct fv_err *e)
 		rc = fv_err_set(e, rc, "out of memory");
 	else
 		rc = obj_write(r, "index", INDEX_MAGIC, FV_OBJ_INDEX, &pt, id, e);
-	if (rc == 0)
+	if (rc == 0) {
 		r->committed = r->idx.n;
+		fv_index_settle(&r->idx, r->committed);
+	}
 	fv_buf_free(&pt);
 	return rc;
 }

@@ -87,7 +87,8 @@ struct fslot {
 /* One chunk to read and write: walker -> workers. */
 struct witem {
 	const struct fv_index_entry *ie;
-	uint64_t off; /* in the file */
+	const uint8_t *id; /* the chunk's full id, in the slot's node */
+	uint64_t off;      /* in the file */
 	uint32_t len;
 	uint32_t slot;
 };
@@ -654,7 +655,7 @@ static bool worker_item(struct rworker *w, const struct witem *it)
 	struct fv_err le;
 	if (atomic_load_explicit(&s->stop, memory_order_relaxed))
 		return true;
-	int rc = fv_reader_read(w->rd, it->ie, &w->chunk, &le);
+	int rc = fv_reader_read(w->rd, it->ie, it->id, &w->chunk, &le);
 	if (rc == 0 && w->chunk.len != it->len)
 		rc = fv_err_set(&le, -EUCLEAN, "data blob has %zu bytes, the tree says %" PRIu32,
 				w->chunk.len, it->len);
@@ -1031,8 +1032,11 @@ static int restore_file(struct restore *c, int dirfd, struct fv_node *n)
 				rc = batch_flush(c);
 			if (rc == 0) {
 				atomic_fetch_add(&s->refs, 1);
-				c->batch[c->nbatch++] = (struct witem){
-					.ie = ie, .off = ref->off, .len = ref->len, .slot = si};
+				c->batch[c->nbatch++] = (struct witem){.ie = ie,
+								       .id = ref->id,
+								       .off = ref->off,
+								       .len = ref->len,
+								       .slot = si};
 			}
 		}
 		if (rc == -ENOMEM)
