@@ -912,6 +912,11 @@ static int data_start(struct restore *c)
 		rc = fv_reader_open(c->r, &c->w[t].rd, c->e);
 		if (rc < 0)
 			return rc;
+		/* the AEAD tag stands for the id (docs/repository-format.md,
+		 * "What a read checks"); --verify keeps the recomputed id, so a
+		 * blob that does not match its id is reported as damage and not
+		 * as a bad write */
+		fv_reader_trust_seal(c->w[t].rd, !c->o->verify);
 		rc = -pthread_create(&c->w[t].tid, NULL, worker_main, &c->w[t]);
 		if (rc < 0) {
 			if (c->started) /* fewer threads will do */

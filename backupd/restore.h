@@ -14,7 +14,8 @@
  *     links and special files, applies all metadata, calls the callbacks,
  *     and owns the hardlink table, the statistics and every open file.
  *   - A worker owns an fv_reader (backupd/reader.h) and a chunk buffer; it
- *     reads chunks (frame checksum, unseal, decompress, id check) and
+ *     reads chunks (frame checksum, unseal, decompress; the id is
+ *     recomputed only with verify or without encryption) and
  *     pwrites each at its offset into a file the walker opened, so chunks
  *     of one file may be written by different workers.
  *   - They talk through two bounded queues (backupd/workq.h): walker ->
@@ -61,8 +62,12 @@ struct fv_restore_opts {
 	 * is an ancestor of an include. None: everything. */
 	const char *const *includes;
 	size_t nincludes;
-	bool dry_run;     /* walk and report, write nothing */
-	bool verify;      /* re-read written files and compare chunk ids */
+	bool dry_run; /* walk and report, write nothing */
+	/* verify: re-read written files and compare chunk ids, and recompute
+	 * each blob's id as it is read; without it, an encrypted repository's
+	 * AEAD tag stands for the id (docs/repository-format.md, "What a read
+	 * checks") */
+	bool verify;
 	bool owner;       /* restore uid/gid (callers pass geteuid() == 0) */
 	unsigned threads; /* data workers; 0: one per online CPU (at most FV_READ_THREADS_MAX) */
 	void (*warn)(void *ud, const char *path, int code, const char *msg);

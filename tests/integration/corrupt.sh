@@ -158,6 +158,37 @@ for verify in "" --verify; do
 done
 cp "$T/restore.out" "$T/restore.pack1.out"
 
+# --- the same payload byte, with the frame checksum made to match: the frame
+# scan passes, the seal does not. restore (which trusts the AEAD tag for the
+# id unless --verify) still refuses the blob, exits 8 and names the file;
+# only check --read-data sees it (docs/repository-format.md, "What a read
+# checks").
+fresh
+flip "$w/$pack1" $((16 + 4 + 10))
+reframe "$w/$pack1" 16
+rc=0
+fv check "$w" >"$T/check.out" 2>&1 || rc=$?
+[ "$rc" = 0 ] || bad "pack payload behind a valid checksum: check without --read-data exited $rc, expected 0"
+rc=0
+fv check "$w" --read-data >"$T/check.out" 2>&1 || rc=$?
+[ "$rc" = 8 ] && grep -qF "failed authentication" "$T/check.out" ||
+	bad "pack payload behind a valid checksum: check --read-data exited $rc: $(cat "$T/check.out")"
+for verify in "" --verify; do
+	rm -rf "$T/restore"
+	rc=0
+	fv restore "$w" "$id1" --target "$T/restore" $verify >"$T/restore.out" 2>&1 || rc=$?
+	[ "$rc" = 8 ] || bad "restore $verify of a blob behind a valid checksum exited $rc, expected 8"
+	grep -qF "failed authentication" "$T/restore.out" ||
+		bad "restore $verify of a blob behind a valid checksum does not say it failed authentication"
+	if [ -n "$victim" ]; then
+		grep -qF "$srcrel/$victim" "$T/restore.out" ||
+			bad "restore $verify of a blob behind a valid checksum does not name $victim"
+		! cmp -s "$src1/$victim" "$T/restore$src/$victim" ||
+			bad "restore $verify restored $victim equal from a damaged blob"
+	fi
+done
+[ ${#problems[@]} != 0 ] || echo "ok: a payload byte behind a valid checksum: restore exits 8 (failed authentication)"
+
 # --- the frame's length field and its checksum field ---------------------------
 for case in "length field, low byte:16" "length field, high byte:19" "frame checksum:$((16 + 4 + len1 + 3))"; do
 	fresh

@@ -21,6 +21,8 @@
 #   slow                    skip under `tests/run --quick` (FV_QUICK=1)
 #   gentree DIR [ARGS...]   tests/tools/gentree.sh, --size small (the default)
 #   treecmp [ARGS...] A B   tests/tools/treecmp.c, as built in $FV_BUILD/tests
+#   reframe PACK OFFSET     tests/tools/reframe.c: the frame's checksum made
+#                           to match its (damaged) payload again
 #   on_exit CMD             run CMD (eval'd) at exit, before $T is removed
 # FABVAULT_PASSPHRASE is test-passphrase (set it again to test another one);
 # CREDENTIALS_DIRECTORY is unset so no ambient secret leaks in.
@@ -145,6 +147,11 @@ gentree() {
 treecmp() {
 	[ -x "$FV_BUILD/tests/treecmp" ] || fail "$FV_BUILD/tests/treecmp is not built (tests/meson.build)"
 	"$FV_BUILD/tests/treecmp" "$@"
+}
+
+reframe() {
+	[ -x "$FV_BUILD/tests/reframe" ] || fail "$FV_BUILD/tests/reframe is not built (tests/meson.build)"
+	"$FV_BUILD/tests/reframe" "$@"
 }
 
 # assert_stderr ERE         fail unless the stderr kept by the last assert_exit

@@ -10,9 +10,11 @@
 #include "../harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 /* ---- workq ---- */
 
@@ -132,7 +134,7 @@ static void blob_bytes(int i, uint8_t *p, size_t *n)
 	}
 }
 
-static int fx_init(struct fx *f)
+static int fx_init_enc(struct fx *f, enum fv_enc enc)
 {
 	static uint8_t buf[NBLOBS * 1000 + 1];
 	memset(f, 0, sizeof *f);
@@ -143,6 +145,7 @@ static int fx_init(struct fx *f)
 	fv_repo_create_opts_default(&o);
 	o.kdf_ops = 1;
 	o.kdf_mem = 8u << 20;
+	o.enc = enc;
 	if (fv_repo_create(f->repo, &o, "pw", 2, &f->e) < 0 ||
 	    fv_repo_open(f->repo, FV_OPEN_WRITE, "pw", 2, &f->r, &f->e) < 0)
 		return -1;
@@ -154,6 +157,11 @@ static int fx_init(struct fx *f)
 			return -1;
 	}
 	return fv_repo_commit(f->r, &f->e);
+}
+
+static int fx_init(struct fx *f)
+{
+	return fx_init_enc(f, FV_ENC_XCHACHA);
 }
 
 static void fx_fini(struct fx *f)
@@ -252,6 +260,150 @@ FV_TEST(reader_errors_match_repo_get)
 	fx_fini(&f);
 }
 
+/* A blob whose sealed bytes are not what was hashed, as a writer bug
+ * between hashing and sealing would store it: blob 7's bytes under an id
+ * of 0xa5 bytes (the id in the index and in the associated data). */
+static int put_mismatched(struct fx *f, uint8_t id[FV_ID_LEN])
+{
+	static uint8_t buf[NBLOBS * 1000 + 1];
+	size_t n;
+	blob_bytes(7, buf, &n);
+	memset(id, 0xa5, FV_ID_LEN);
+	if (fv_repo_put(f->r, FV_OBJ_DATA, id, buf, n, NULL, &f->e) < 0)
+		return -1;
+	return fv_repo_commit(f->r, &f->e);
+}
+
+/* Trusting the seal skips only the recomputed id: a blob sealed for its id
+ * reads back the same, one whose bytes do not hash to its id is accepted
+ * (that is what the id check alone catches), and without trust, or with
+ * encryption none, it is still refused with fv_repo_get's message. */
+FV_TEST(trusted_seal_skips_only_the_id_check)
+{
+	static const enum fv_enc encs[] = {FV_ENC_XCHACHA, FV_ENC_NONE};
+	for (size_t k = 0; k < sizeof encs / sizeof *encs; k++) {
+		struct fx f;
+		FV_REQUIRE(fx_init_enc(&f, encs[k]) == 0);
+		uint8_t bad[FV_ID_LEN];
+		FV_REQUIRE(put_mismatched(&f, bad) == 0);
+		struct fv_reader *rd, *trusting;
+		struct fv_buf a = {0}, b = {0};
+		struct fv_err ea, eb;
+		FV_REQUIRE(fv_reader_open(f.r, &rd, &f.e) == 0);
+		FV_REQUIRE(fv_reader_open(f.r, &trusting, &f.e) == 0);
+		fv_reader_trust_seal(trusting, true);
+		for (int i = 0; i < NBLOBS; i += 9) {
+			FV_CHECK_EQ(fv_reader_get(trusting, FV_OBJ_DATA, f.ids[i], &a, &ea), 0);
+			FV_CHECK_EQ(fv_reader_get(rd, FV_OBJ_DATA, f.ids[i], &b, &eb), 0);
+			FV_CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+		}
+		FV_CHECK_EQ(fv_reader_get(rd, FV_OBJ_DATA, bad, &a, &ea), -EUCLEAN);
+		FV_CHECK(strstr(ea.msg, "does not match its id") != NULL);
+		FV_CHECK_EQ(fv_repo_get(f.r, FV_OBJ_DATA, bad, &b, &eb), -EUCLEAN);
+		FV_CHECK(strcmp(ea.msg, eb.msg) == 0);
+		int rc = fv_reader_get(trusting, FV_OBJ_DATA, bad, &a, &ea);
+		if (encs[k] == FV_ENC_NONE) {
+			FV_CHECK_EQ(rc, -EUCLEAN);
+		} else {
+			FV_CHECK_EQ(rc, 0);
+			FV_CHECK_EQ(a.len, 7001);
+		}
+		fv_reader_trust_seal(trusting, false); /* back to the default */
+		FV_CHECK_EQ(fv_reader_get(trusting, FV_OBJ_DATA, bad, &a, &ea), -EUCLEAN);
+		fv_buf_free(&a);
+		fv_buf_free(&b);
+		fv_reader_close(rd);
+		fv_reader_close(trusting);
+		fx_fini(&f);
+	}
+}
+
+/* The path of f's only pack into path; 0 or -1. */
+static int pack_path(const struct fx *f, char *path, size_t size)
+{
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "find %s/packs -type f | head -n 1", f->repo);
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	bool got = fgets(path, (int)size, p) != NULL;
+	pclose(p);
+	path[strcspn(path, "\n")] = 0;
+	return got && *path ? 0 : -1;
+}
+
+/* Overwrite len bytes at offset at of ie's frame payload, then the frame's
+ * checksum (XXH3-64 seeded with the length, docs/repository-format.md,
+ * "Packs"), so the damage gets past the frame check to the seal. 0 or -1. */
+static int damage_past_checksum(const struct fx *f, const struct fv_index_entry *ie, uint32_t at,
+				const void *bytes, size_t len)
+{
+	char path[300];
+	uint32_t n = ie->len - 12; /* [u32 n][n payload][u64 xxh3] */
+	uint8_t *payload = malloc(n), le[8];
+	int fd = -1, rc = -1;
+	if (!payload || at + len > n || pack_path(f, path, sizeof path) < 0)
+		goto out;
+	fd = open(path, O_RDWR);
+	if (fd < 0 || pread(fd, payload, n, (off_t)ie->off + 4) != (ssize_t)n)
+		goto out;
+	memcpy(payload + at, bytes, len);
+	uint64_t sum = XXH3_64bits_withSeed(payload, n, n);
+	for (int i = 0; i < 8; i++)
+		le[i] = (uint8_t)(sum >> (8 * i));
+	if (pwrite(fd, payload, n, (off_t)ie->off + 4) == (ssize_t)n &&
+	    pwrite(fd, le, 8, (off_t)ie->off + 4 + n) == 8)
+		rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(payload);
+	return rc;
+}
+
+/* Damage that passes the frame checksum (a byte of ciphertext changed, or
+ * another blob's sealed bytes in its place) is refused by the AEAD even
+ * when the reader trusts the seal, with fv_repo_get's message. */
+FV_TEST(trusted_seal_still_refuses_damage_past_the_checksum)
+{
+	struct fx f;
+	FV_REQUIRE(fx_init(&f) == 0);
+	const struct fv_index_entry *i5, *i6;
+	struct fv_err ea, eb;
+	FV_REQUIRE(fv_reader_locate(f.r, FV_OBJ_DATA, f.ids[5], &i5, &ea) == 0);
+	FV_REQUIRE(fv_reader_locate(f.r, FV_OBJ_DATA, f.ids[6], &i6, &ea) == 0);
+	uint8_t x = 0x5a;
+	FV_REQUIRE(damage_past_checksum(&f, i5, 40, &x, 1) == 0); /* inside the ciphertext */
+	/* blob 6 starts with blob 7's sealed bytes (nonce and more) */
+	const struct fv_index_entry *i7;
+	FV_REQUIRE(fv_reader_locate(f.r, FV_OBJ_DATA, f.ids[7], &i7, &ea) == 0);
+	uint8_t other[64];
+	char path[300];
+	FV_REQUIRE(pack_path(&f, path, sizeof path) == 0);
+	int fd = open(path, O_RDONLY);
+	FV_REQUIRE(fd >= 0);
+	FV_REQUIRE(pread(fd, other, sizeof other, (off_t)i7->off + 4) == (ssize_t)sizeof other);
+	close(fd);
+	FV_REQUIRE(damage_past_checksum(&f, i6, 0, other, sizeof other) == 0);
+
+	struct fv_reader *rd;
+	struct fv_buf a = {0}, b = {0};
+	FV_REQUIRE(fv_reader_open(f.r, &rd, &f.e) == 0);
+	fv_reader_trust_seal(rd, true);
+	for (int i = 5; i <= 6; i++) {
+		FV_CHECK_EQ(fv_reader_get(rd, FV_OBJ_DATA, f.ids[i], &a, &ea), -EUCLEAN);
+		FV_CHECK(strstr(ea.msg, "failed authentication") != NULL);
+		FV_CHECK_EQ(fv_repo_get(f.r, FV_OBJ_DATA, f.ids[i], &b, &eb), -EUCLEAN);
+		FV_CHECK(strcmp(ea.msg, eb.msg) == 0);
+	}
+	FV_CHECK_EQ(fv_reader_get(rd, FV_OBJ_DATA, f.ids[7], &a, &ea), 0); /* the others are fine */
+	fv_buf_free(&a);
+	fv_buf_free(&b);
+	fv_reader_close(rd);
+	fx_fini(&f);
+}
+
 FV_TESTS(workq_keeps_order_and_drains_after_close, workq_pop_without_wait_and_timeout,
 	 workq_shutdown_ends_every_wait, threads_parse_and_default, readers_in_parallel_read_what_was_put,
-	 reader_errors_match_repo_get)
+	 reader_errors_match_repo_get, trusted_seal_skips_only_the_id_check,
+	 trusted_seal_still_refuses_damage_past_the_checksum)

@@ -646,7 +646,40 @@ FX_TEST(locked_directory_and_owner)
 	FV_CHECK(lstat(tpath(fx, "locked/f"), &sb) == 0 && sb.st_size == 7);
 }
 
+/* A blob whose bytes do not hash to its id but whose seal is valid (what a
+ * writer bug between hashing and sealing would store): only --verify
+ * recomputes the id as it reads, so only verify refuses it (and names it as
+ * damage, not as a bad write); without it the AEAD tag stands for the id
+ * (docs/repository-format.md, "What a read checks"). check --read-data
+ * always finds it. */
+FX_TEST(blob_not_matching_its_id_refused_with_verify)
+{
+	static const char data[] = "not what was hashed";
+	struct fv_chunkref ref = {.off = 0, .len = sizeof data - 1};
+	memset(ref.id, 0x5a, FV_ID_LEN);
+	ENGINE_OK(fv_repo_put(fx->r, FV_OBJ_DATA, ref.id, data, ref.len, NULL, &fx->e));
+	struct fv_node top = node_file("f", &ref, 1, ref.len);
+	uint8_t root[FV_ID_LEN];
+	ENGINE_OK(put_tree(fx, &top, 1, root));
+	struct fv_snapshot s;
+	ENGINE_OK(save_snapshot(fx, root, &s));
+	struct fv_restore_opts o;
+	struct fv_restore_stats st;
+	char got[64];
+	opts_init(fx, &o);
+	FV_CHECK_EQ(fv_restore_run(fx->r, &s, &o, &st, &fx->e), 0);
+	FV_CHECK_EQ(read_all(tpath(fx, "f"), got, sizeof got), (int)ref.len);
+	FV_CHECK(strcmp(got, data) == 0);
+	FV_CHECK_EQ(fx->warnings, 0);
+	o.verify = true;
+	FV_CHECK_EQ(fv_restore_run(fx->r, &s, &o, &st, &fx->e), -EUCLEAN);
+	FV_CHECK_EQ(fx->warnings, 1);
+	FV_CHECK_EQ(st.errors, 1);
+	FV_CHECK_EQ(st.verify_failures, 0);
+	FV_CHECK(strstr(fx->e.msg, "damaged in the repository") != NULL);
+}
+
 FV_TESTS(sparse_file_keeps_holes_and_metadata, hardlink_group_is_one_inode, includes_select_paths,
 	 hostile_names_write_nothing_outside, existing_symlinks_in_target_are_replaced_not_followed,
 	 symlinks_restored_not_followed, dry_run_writes_nothing, damaged_chunk_and_special_files,
-	 locked_directory_and_owner)
+	 locked_directory_and_owner, blob_not_matching_its_id_refused_with_verify)
