@@ -104,6 +104,10 @@ FV_TEST(store_dedup_read_back)
 	uint8_t tid[FV_ID_LEN];
 	FV_CHECK(fv_pipe_put_now(p, FV_OBJ_TREE, (const uint8_t *)"a tree", 6, tid, &f.e) == 0);
 	fv_pipe_stop(p);
+	/* read from the pack being written: its last frames are buffered by
+	 * the writer until then */
+	FV_CHECK(fv_repo_get(f.r, FV_OBJ_TREE, tid, &got, &f.e) == 0 && got.len == 6 &&
+		 memcmp(got.data, "a tree", 6) == 0);
 	struct fv_repo_stats st;
 	fv_repo_stats(f.r, &st);
 	FV_CHECK_EQ(st.new_blobs, 24 + 1);
