@@ -126,8 +126,8 @@ FV_TEST(buffered_frames_of_every_size)
 	struct fv_pack_entry ents[N];
 	struct fv_pack_writer w;
 	struct fv_buf b = {0};
-	uint8_t *payload = malloc(3 << 20);
-	FV_REQUIRE(payload && env_open(&v) == 0);
+	static uint8_t payload[3 << 20];
+	FV_REQUIRE(env_open(&v) == 0);
 	FV_REQUIRE(fv_pack_writer_open(&w, v.fd) == 0);
 	int rfd = openat(v.fd, w.tmpname, O_RDONLY);
 	FV_REQUIRE(rfd >= 0);
@@ -177,7 +177,6 @@ FV_TEST(buffered_frames_of_every_size)
 	free(toc);
 	close(fd);
 	fv_buf_free(&b);
-	free(payload);
 	env_close(&v);
 }
 
