@@ -21,6 +21,12 @@
 
 #define MAX_DEPTH 2048
 #define READ_TRIES 3
+/* Listings held back until the chunks they name are stored: at most this
+ * many entries and chunk references in all, see defer_tree(). */
+#define DEFER_WEIGHT 8192
+/* Read size for files cut in fixed blocks (see store_region): a multiple of
+ * every block size (at most 64 KiB), small enough to stay in the CPU cache. */
+#define BLOCK_READ (1u << 20)
 
 /* Hardlink groups: (dev, ino) of files with nlink > 1 → group number. */
 struct hl_slot {
@@ -28,13 +34,22 @@ struct hl_slot {
 };
 
 /* A file read this run, to be recorded in the files cache once its chunk
- * ids are known (they come back from the pipeline's workers): at the end of
- * its directory, when the pipeline has been waited for. */
+ * ids are known (they come back from the pipeline's workers): when the
+ * listings held back are stored, after a wait for the pipeline. */
 struct fc_pending {
 	const struct fv_node *n;
 	char *path;
 	struct stat st;
 	uint32_t block;
+};
+
+/* A directory listing walked but not stored yet: its files' chunks may be
+ * in flight. id is where its id goes, in its parent's entry (whose listing
+ * is held back too, later in the queue) or the snapshot's root. */
+struct tree_pending {
+	struct fv_tree t;
+	uint8_t *id;
+	char *path; /* for messages */
 };
 
 /* A component of the source paths above the walked directories: "/opt/a"
@@ -62,6 +77,8 @@ struct bctx {
 	struct fc_pending *fcp;
 	size_t nfcp, fcpcap;
 	struct fv_pipe *pipe;
+	struct tree_pending *tp; /* listings held back, children before parents */
+	size_t ntp, tpcap, tpweight;
 	int64_t start_ns;
 	struct fv_backup_counters cnt;
 	char path[PATH_MAX * 2]; /* absolute path of the current entry */
@@ -224,8 +241,10 @@ out:
 }
 
 /* fv_pipe_stored_fn: chunk idx of node tag has id. The node is alive: its
- * directory waits for the pipeline before it is stored or freed, and so does
- * a file before its chunk list is dropped. */
+ * directory's listing (held back, see defer_tree) waits for the pipeline
+ * before it is stored or freed, and so does a file before its chunk list is
+ * dropped; after a failure the pipeline is stopped (nothing more lands)
+ * before listings are freed. */
 static void chunk_stored(void *ud, void *tag, uint32_t idx, const uint8_t id[FV_ID_LEN])
 {
 	struct fv_node *n = tag;
@@ -259,19 +278,26 @@ static int store_region(struct bctx *c, int fd, uint64_t off, uint64_t end, uint
 	/* c->buf[start..have) is unchunked data; pos is the file offset of
 	 * c->buf[start]. The buffer holds two max-size chunks: the tail is moved
 	 * to the front only when less than one max chunk is left, so each byte
-	 * is moved at most once and rarely (not after every chunk). */
+	 * is moved at most once and rarely (not after every chunk).
+	 * Fixed blocks need no look-ahead: they are read BLOCK_READ bytes at a
+	 * time, into the start of the buffer, once the last block is cut, so that
+	 * the bytes are still in the CPU's cache when they are copied into the
+	 * pipeline (16 MiB reads had left them in memory only). */
 	size_t start = 0, have = 0, max = ch->p.max;
+	size_t need = block ? block : max; /* read when less is left */
 	uint64_t pos = off;
 	bool eof = false;
 	int rc;
 	while (!eof || have > start) {
-		if (!eof && have - start < max) {
+		if (!eof && have - start < need) {
 			if (start) {
 				memmove(c->buf, c->buf + start, have - start);
 				have -= start;
 				start = 0;
 			}
 			size_t want = c->bufcap - have, got;
+			if (block && want > BLOCK_READ)
+				want = BLOCK_READ;
 			if (want > end - (pos + have))
 				want = (size_t)(end - (pos + have));
 			rc = fv_pread_some(fd, c->buf + have, want, (off_t)(pos + have), &got);
@@ -587,21 +613,73 @@ static int settle(struct bctx *c)
 	return rc < 0 ? rc : fcache_flush(c);
 }
 
-/* Store directory listing t once the chunks it names are stored; fills id. */
-static int store_tree_blob(struct bctx *c, struct fv_tree *t, uint8_t id[FV_ID_LEN])
+/* Encode and store listing t, whose chunks are all stored; fills id. path
+ * names it in messages. */
+static int put_tree(struct bctx *c, struct fv_tree *t, const char *path, uint8_t id[FV_ID_LEN])
 {
 	struct fv_buf b = {0};
-	int rc = settle(c);
-	if (rc < 0)
-		return rc;
-	rc = fv_tree_encode(t, &b);
+	int rc = fv_tree_encode(t, &b);
 	if (rc < 0) {
 		fv_buf_free(&b);
-		return fv_err_set(c->e, rc, "%s: cannot encode directory listing", c->path);
+		return fv_err_set(c->e, rc, "%s: cannot encode directory listing", path);
 	}
 	rc = fv_pipe_put_now(c->pipe, FV_OBJ_TREE, b.data, b.len, id, c->e);
 	fv_buf_free(&b);
 	return rc;
+}
+
+static void trees_pending_clear(struct bctx *c)
+{
+	for (size_t i = 0; i < c->ntp; i++) {
+		fv_tree_free(&c->tp[i].t);
+		free(c->tp[i].path);
+	}
+	c->ntp = 0;
+	c->tpweight = 0;
+}
+
+/* Store every listing held back: wait for the chunks in flight once, then
+ * store the listings in the order they were walked (a directory's after its
+ * subdirectories', whose ids it names). */
+static int trees_flush(struct bctx *c)
+{
+	int rc = settle(c);
+	for (size_t i = 0; i < c->ntp && rc == 0; i++)
+		rc = put_tree(c, &c->tp[i].t, c->tp[i].path, c->tp[i].id);
+	trees_pending_clear(c);
+	return rc;
+}
+
+/* Store directory listing t (taken over: t is left empty) into id, later:
+ * the walk goes on while its files' chunks are in flight, instead of waiting
+ * for them at the end of every directory, which left the workers idle while
+ * the walker read the next directory, and the walker idle while they
+ * finished the last one. id must stay where it is until trees_flush(): it
+ * is in the parent's entry, which does not move (a listing's entries are
+ * allocated once), or the snapshot's root. The listings held back, and the
+ * files cache records of their files, are bounded by DEFER_WEIGHT (entries
+ * and chunk references); beyond it they are all stored now. */
+static int defer_tree(struct bctx *c, struct fv_tree *t, uint8_t id[FV_ID_LEN])
+{
+	if (c->ntp == c->tpcap) {
+		size_t cap = c->tpcap ? 2 * c->tpcap : 64;
+		struct tree_pending *v = realloc(c->tp, cap * sizeof *v);
+		if (!v)
+			return fv_err_set(c->e, -ENOMEM, "out of memory");
+		c->tp = v;
+		c->tpcap = cap;
+	}
+	struct tree_pending *p = &c->tp[c->ntp];
+	if (!(p->path = strdup(c->path)))
+		return fv_err_set(c->e, -ENOMEM, "out of memory");
+	p->t = *t;
+	p->id = id;
+	memset(t, 0, sizeof *t);
+	c->ntp++;
+	c->tpweight += 1 + p->t.n;
+	for (size_t i = 0; i < p->t.n; i++)
+		c->tpweight += p->t.nodes[i].nchunks;
+	return c->tpweight > DEFER_WEIGHT ? trees_flush(c) : 0;
 }
 
 /* Store the tree of an open directory (dfd < 0: an empty directory, e.g. a
@@ -651,7 +729,7 @@ static int store_dir(struct bctx *c, int dfd, uint8_t id[FV_ID_LEN], int depth, 
 		if (rc < 0)
 			goto out;
 	}
-	rc = store_tree_blob(c, &t, id);
+	rc = defer_tree(c, &t, id);
 out:
 	fv_tree_free(&t);
 	fv_names_free(names, n);
@@ -747,11 +825,13 @@ static int store_vdir(struct bctx *c, int dfd, const struct vnode *v, uint8_t id
 			fv_node_free(nd);
 		path_pop(c, old);
 	}
+	/* the sort moves entries: the listings held back, which point into
+	 * them, and the chunks in flight, which land by address, go first */
 	if (rc == 0)
-		rc = settle(c); /* the sort moves nodes */
+		rc = trees_flush(c);
 	if (rc == 0) {
 		fv_tree_sort(&t);
-		rc = store_tree_blob(c, &t, id);
+		rc = put_tree(c, &t, c->path, id);
 	}
 	fv_tree_free(&t);
 	return rc;
@@ -948,12 +1028,14 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 			goto out;
 		}
 		rc = store_dir(&c, rootfd, out->root, 0, st.st_dev);
+		if (rc == 0)
+			rc = trees_flush(&c);
 	} else {
 		rc = store_vdir(&c, rootfd, &root, out->root);
 	}
 	if (rc < 0)
 		goto out;
-	/* every chunk is appended (the root tree waited for them): no thread
+	/* every chunk and listing is appended (the root's waited for them): no thread
 	 * but this one uses the repository from here on */
 	fv_pipe_stop(c.pipe);
 	c.pipe = NULL;
@@ -1009,6 +1091,8 @@ int fv_backup_run(struct fv_repo *r, const struct fv_backup_opts *o, struct fv_s
 out:
 	/* after a failure: workers stop, chunks in flight are dropped */
 	fv_pipe_stop(c.pipe);
+	trees_pending_clear(&c);
+	free(c.tp);
 	fcache_pending_clear(&c);
 	free(c.fcp);
 	fv_fcache_close(c.fc);

@@ -42,20 +42,37 @@ int fv_pack_entry_decode(struct fv_rd *r, struct fv_pack_entry *e);
 /* Relative path of a pack inside the repository: "packs/ab/<32 hex>". */
 void fv_pack_path(const uint8_t packid[FV_PACK_ID_LEN], char out[64]);
 
+/* A writer gathers small frames in a buffer of FV_PACK_WBUF bytes and writes
+ * it when the next frame does not fit (with that frame, in one writev):
+ * one system call per blob, and the partial pages the file system zeroes
+ * for each unaligned write, cost more than the copy. Bytes past off - wlen
+ * are not in the file yet: fv_pack_writer_flush() before reading them. */
+#define FV_PACK_WBUF (256u << 10)
+
 struct fv_pack_writer {
 	int fd;
 	uint8_t packid[FV_PACK_ID_LEN];
-	char tmpname[64]; /* relative to the repository dir */
-	uint64_t off;
+	char tmpname[64];  /* relative to the repository dir */
+	uint64_t off;      /* the pack's length so far, buffered bytes included */
 	struct fv_buf toc; /* encoded entries so far */
 	uint32_t n;
+	uint8_t *wbuf; /* FV_PACK_WBUF bytes, from open to finish or abort */
+	size_t wlen;
+	uint64_t wb_start; /* the file's bytes before this offset are under writeback */
+	int err;           /* a failed write: sticky, the file's length is unknown */
 };
 
 /* Start a new pack under repofd's tmp/. Returns 0 or -errno. */
 int fv_pack_writer_open(struct fv_pack_writer *w, int repofd);
 
+/* Write what the writer holds buffered to the file. Returns 0 or -errno
+ * (the pack is then unusable: every later call fails; abort it). */
+int fv_pack_writer_flush(struct fv_pack_writer *w);
+
 /* Append one blob whose sealed payload is p[0..n); fills *ent. Returns 0 or
- * -errno (the pack is then unusable: abort it). */
+ * -errno (the pack is then unusable: abort it). The frame may stay buffered
+ * until a later call (see FV_PACK_WBUF); a failure to write it then shows in
+ * that call. */
 int fv_pack_writer_add(struct fv_pack_writer *w, uint8_t type, const uint8_t id[FV_ID_LEN], uint32_t rawlen,
 		       const uint8_t *p, size_t n, struct fv_pack_entry *ent);
 

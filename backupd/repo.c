@@ -796,6 +796,13 @@ int fv_repo_pack_open(const struct fv_repo *r, uint32_t num, struct fv_err *e)
 /* An fd for reading pack number num, from the handle's small cache. */
 static int pack_fd(struct fv_repo *r, uint32_t num, struct fv_err *e)
 {
+	if (r->writing && num == r->pw_num) {
+		/* the pack being written: its last frames may be in the writer's
+		 * buffer (a failure here fails the next append too) */
+		int rc = fv_pack_writer_flush(&r->pw);
+		if (rc < 0)
+			return fv_err_sys(e, rc, "cannot write to pack file in %s", r->path);
+	}
 	for (int i = 0; i < PACK_FD_CACHE; i++)
 		if (r->pfd[i].pack == num + 1)
 			return r->pfd[i].fd;

@@ -1,5 +1,6 @@
-/* Unit tests for packs: what is written reads back, the table of contents
- * rebuilds the index, and the keyless scan finds any damage. */
+/* Unit tests for packs: what is written reads back (also frames around the
+ * writer's buffer size, and while the pack is being written), the table of
+ * contents rebuilds the index, and the keyless scan finds any damage. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -110,6 +111,75 @@ FV_TEST(write_read_toc_frames)
 	env_close(&v);
 }
 
+/* Frames of every size around the writer's buffer (FV_PACK_WBUF): small ones
+ * gathered, one that does not fit written with what is buffered, one larger
+ * than the buffer; what is buffered is in the file after a flush (reads of
+ * the pack being written), and the finished pack reads back and scans clean. */
+FV_TEST(buffered_frames_of_every_size)
+{
+	struct env v;
+	static const size_t sizes[] = {
+		1,  100,     FV_PACK_WBUF - 200, 300,      FV_PACK_WBUF, 5,        FV_PACK_WBUF + 7,
+		17, 3 << 20, 64 << 10,           64 << 10, 64 << 10,     64 << 10, 64 << 10,
+		1};
+	enum { N = sizeof sizes / sizeof sizes[0] };
+	struct fv_pack_entry ents[N];
+	struct fv_pack_writer w;
+	struct fv_buf b = {0};
+	static uint8_t payload[3 << 20];
+	FV_REQUIRE(env_open(&v) == 0);
+	FV_REQUIRE(fv_pack_writer_open(&w, v.fd) == 0);
+	int rfd = openat(v.fd, w.tmpname, O_RDONLY);
+	FV_REQUIRE(rfd >= 0);
+	for (size_t i = 0; i < N; i++) {
+		uint8_t id[FV_ID_LEN] = {(uint8_t)i, 0xbb};
+		memset(payload, (int)(i + 1), sizes[i]);
+		FV_REQUIRE(fv_pack_writer_add(&w, FV_OBJ_DATA, id, (uint32_t)sizes[i], payload, sizes[i],
+					      &ents[i]) == 0);
+		FV_CHECK_EQ(ents[i].off + ents[i].len, w.off);
+		if (i % 4 == 1) {
+			/* read back while the pack is written: every frame so far */
+			FV_REQUIRE(fv_pack_writer_flush(&w) == 0);
+			for (size_t j = 0; j <= i; j++) {
+				const uint8_t *pl;
+				size_t pn;
+				FV_CHECK(fv_pack_read_frame(rfd, ents[j].off, ents[j].len, &b, &pl, &pn) ==
+						 0 &&
+					 pn == sizes[j] && pl[0] == (uint8_t)(j + 1) &&
+					 pl[pn - 1] == (uint8_t)(j + 1));
+			}
+		}
+	}
+	close(rfd);
+	uint8_t pid[FV_PACK_ID_LEN];
+	char path[64];
+	memcpy(pid, w.packid, sizeof pid);
+	FV_REQUIRE(fv_pack_writer_finish(&w, &v.k, v.fd) == 0);
+	FV_CHECK(w.wbuf == NULL);
+	fv_pack_path(pid, path);
+	int fd = openat(v.fd, path, O_RDONLY);
+	struct stat st;
+	FV_REQUIRE(fd >= 0 && fstat(fd, &st) == 0);
+	struct fv_pack_entry *toc = NULL;
+	uint32_t n = 0;
+	FV_REQUIRE(fv_pack_read_toc(fd, (uint64_t)st.st_size, &v.k, pid, &toc, &n) == 0);
+	FV_CHECK_EQ(n, N);
+	for (uint32_t i = 0; i < n && i < N; i++) {
+		const uint8_t *pl;
+		size_t pn;
+		FV_CHECK(toc[i].off == ents[i].off && toc[i].len == ents[i].len);
+		FV_CHECK(fv_pack_read_frame(fd, ents[i].off, ents[i].len, &b, &pl, &pn) == 0 &&
+			 pn == sizes[i] && pl[0] == (uint8_t)(i + 1) && pl[pn - 1] == (uint8_t)(i + 1));
+	}
+	uint64_t bad[2] = {0};
+	FV_CHECK_EQ(fv_pack_scan(fd, (uint64_t)st.st_size, count_bad, bad), 0);
+	FV_CHECK_EQ(bad[0], 0);
+	free(toc);
+	close(fd);
+	fv_buf_free(&b);
+	env_close(&v);
+}
+
 FV_TEST(scan_finds_every_flipped_byte)
 {
 	struct env v;
@@ -161,4 +231,5 @@ FV_TEST(abort_leaves_nothing)
 	env_close(&v);
 }
 
-FV_TESTS(write_read_toc_frames, scan_finds_every_flipped_byte, abort_leaves_nothing)
+FV_TESTS(write_read_toc_frames, buffered_frames_of_every_size, scan_finds_every_flipped_byte,
+	 abort_leaves_nothing)
