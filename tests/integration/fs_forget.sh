@@ -51,19 +51,7 @@ mount_fg() {
 	in_net_b true
 	nsenter --net="/run/netns/$NS_B" "$FS" -f -o "$OPTS" 10.200.1.1:/ "$MNT" 2>>"$T/fs.log" &
 	FPID=$!
-	for ((i = 0; i < 100; i++)); do
-		grep -q " $MNT fuse" /proc/self/mounts && return 0
-		sleep 0.1
-	done
-	fail "fabvault-fs did not mount: $(cat "$T/fs.log")"
-}
-unmount() {
-	for ((i = 0; i < 50; i++)); do
-		grep -q " $MNT fuse" /proc/self/mounts || return 0
-		fusermount3 -u "$MNT" 2>/dev/null || true
-		sleep 0.1
-	done
-	fail "$MNT is still mounted"
+	fs_mounted "$MNT" "$T/fs.log"
 }
 
 echo "--- a client crashes with nodes known and a file open: exportd forgets them"
@@ -77,7 +65,7 @@ held=$(exportd_fds)
 kill -9 "$FPID"
 wait "$FPID" 2>/dev/null || true
 exec 3<&-
-unmount
+fs_unmount "$MNT"
 # not before the time has passed without a client...
 sleep 0.5
 [ "$(exportd_fds)" -gt $((FD_IDLE + 40)) ] || fail "exportd forgot the nodes at once, not after --forget-after"
@@ -132,5 +120,5 @@ open(sys.argv[1], "rb").close()
 PY
 kill "$FPID"
 wait "$FPID" 2>/dev/null || true
-unmount
+fs_unmount "$MNT"
 echo "fabvault-exportd --forget-after and --handles-per-client: ok"

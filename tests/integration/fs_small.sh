@@ -53,21 +53,10 @@ mount_fs() {
 	nsenter --net="/run/netns/$NS_B" "$FS" -d -o "paths=$P0+$P1,conf_dir=$T/b,attr_timeout=1,entry_timeout=1,timeout=20" \
 		10.200.1.1:/ "$MNT" 2>"$T/fs.log" &
 	FPID=$!
-	local i
-	for ((i = 0; i < 100; i++)); do
-		grep -q " $MNT fuse" /proc/self/mounts && return 0
-		sleep 0.1
-	done
-	fail "fabvault-fs did not mount: $(cat "$T/fs.log")"
+	fs_mounted "$MNT" "$T/fs.log"
 }
 unmount_fs() {
-	local i
-	for ((i = 0; i < 50; i++)); do
-		grep -q " $MNT fuse" /proc/self/mounts || break
-		fusermount3 -u "$MNT" 2>/dev/null || true
-		sleep 0.1
-	done
-	grep -q " $MNT fuse" /proc/self/mounts && fail "$MNT is still mounted"
+	fs_unmount "$MNT"
 	wait "$FPID" 2>/dev/null || true
 	FPID=''
 }

@@ -26,15 +26,6 @@ in_net_b() {
 	ip netns list | grep -qw "^$NS_B" || fail "network namespace $NS_B does not exist"
 	nsenter --net="/run/netns/$NS_B" "$@"
 }
-unmount() {
-	local i
-	for ((i = 0; i < 50; i++)); do
-		grep -q " $MNT fuse" /proc/self/mounts || return 0
-		fusermount3 -u "$MNT" 2>/dev/null || true
-		sleep 0.1
-	done
-	fail "$MNT is still mounted"
-}
 on_exit 'fusermount3 -u "$MNT" 2>/dev/null'
 
 gentree "$T/src"
@@ -90,18 +81,14 @@ in_net_b "$HELPER" 10.200.1.1:/ "$MNT" -o "ro,_netdev,x-systemd.automount,nofail
 grep -q " $MNT fuse.fabvault ro," /proc/self/mounts || fail "not mounted read-only at $MNT: $(grep "$MNT" /proc/self/mounts)"
 assert_exit 1 in_net_b "$FS" -o "$OPTS" 10.200.1.1:/ "$MNT"
 assert_stderr 'is busy'
-unmount
+fs_unmount "$MNT"
 
 echo "--- mount in the foreground; the tree is the export's"
 in_net_b true
 nsenter --net="/run/netns/$NS_B" "$FS" -f -o "$OPTS" 10.200.1.1:/ "$MNT" 2>"$T/fs.log" &
 FPID=$!
 on_exit 'kill $FPID 2>/dev/null'
-for ((i = 0; i < 100; i++)); do
-	grep -q " $MNT fuse" /proc/self/mounts && break
-	sleep 0.1
-done
-grep -q " $MNT fuse" /proc/self/mounts || fail "fabvault-fs did not mount: $(cat "$T/fs.log")"
+fs_mounted "$MNT" "$T/fs.log"
 # tree_diff: diff -r of the export and the mount, but for the lines diff
 # prints for special files (it cannot compare a FIFO's contents)
 tree_diff() {
@@ -188,12 +175,12 @@ fv snapshot "$T/repo" "$MNT" --json >"$T/s1.json"
 [ "$(exportd_fds)" -gt $((FD_IDLE + 40)) ] || fail "exportd holds $(exportd_fds) descriptors while the tree is walked: expected one per directory"
 kill "$FPID"
 wait "$FPID" 2>/dev/null || true
-unmount
+fs_unmount "$MNT"
 fds_back "after the first mount (the server restarted under it)"
 in_net_b "$FS" -o "$OPTS" 10.200.1.1:/ "$MNT"
 fv snapshot "$T/repo" "$MNT" --json >"$T/s2.json"
 assert_eq "$(json_field read_bytes <"$T/s2.json")" 0 "second snapshot read bytes"
 assert_eq "$(json_field errors <"$T/s2.json")" 0 "second snapshot errors"
-unmount
+fs_unmount "$MNT"
 fds_back "after the second mount"
 echo "fabvault-fs over TCP: ok"

@@ -239,3 +239,26 @@ wait_for() {
 	cat "$1" >&2 || true
 	fail "no line matching /$2/ in $1 within ${3:-10} s"
 }
+
+# fs_mounted MNT LOG: wait up to 10 s until a FUSE filesystem is mounted at
+# MNT; fail with LOG's content otherwise.
+fs_mounted() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		grep -q " $1 fuse" /proc/self/mounts && return 0
+		sleep 0.1
+	done
+	fail "fabvault-fs did not mount at $1: $(cat "$2")"
+}
+
+# fs_unmount MNT: unmount the FUSE filesystem at MNT (retried for 5 s while
+# busy); fail if it stays mounted.
+fs_unmount() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		grep -q " $1 fuse" /proc/self/mounts || return 0
+		fusermount3 -u "$1" 2>/dev/null || true
+		sleep 0.1
+	done
+	fail "$1 is still mounted"
+}
