@@ -74,9 +74,9 @@ static const char usage_text[] =
 
 struct cfg {
 	char *export_dir, *conf_dir, *port_file, *listen_arg;
-	int threads, poll_us;
+	long threads, poll_us;
 	long forget_after; /* seconds; 0 never */
-	int client_handles;
+	long client_handles;
 	bool require_encrypt, verbose;
 	/* which of them the command line gave: the config file does not override */
 	bool set_export, set_conf_dir, set_listen, set_threads, set_require_encrypt, set_poll_us,
@@ -104,50 +104,21 @@ static int parse_bool(const char *v, bool *out)
 	return 0;
 }
 
-static int parse_threads(const char *v, int *out)
+/* A whole number from min to max (the ranges of the options below). */
+static int parse_num(const char *v, long min, long max, long *out)
 {
 	char *end;
 	errno = 0;
 	long n = strtol(v, &end, 10);
-	if (errno || end == v || *end || n < 0 || n > 1024)
-		return -EINVAL;
-	*out = (int)n;
-	return 0;
-}
-
-static int parse_client_handles(const char *v, int *out)
-{
-	char *end;
-	errno = 0;
-	long n = strtol(v, &end, 10);
-	if (errno || end == v || *end || n < 1 || n > FV_FS_MAX_HANDLES)
-		return -EINVAL;
-	*out = (int)n;
-	return 0;
-}
-
-static int parse_poll_us(const char *v, int *out)
-{
-	char *end;
-	errno = 0;
-	long n = strtol(v, &end, 10);
-	if (errno || end == v || *end || n < 0 || n > 1000000)
-		return -EINVAL;
-	*out = (int)n;
-	return 0;
-}
-
-/* Seconds, 0 to 10 years. */
-static int parse_secs(const char *v, long *out)
-{
-	char *end;
-	errno = 0;
-	long n = strtol(v, &end, 10);
-	if (errno || end == v || *end || n < 0 || n > 315360000L)
+	if (errno || end == v || *end || n < min || n > max)
 		return -EINVAL;
 	*out = n;
 	return 0;
 }
+
+#define THREADS_MAX 1024
+#define POLL_US_MAX 1000000
+#define FORGET_AFTER_MAX 315360000L /* ten years */
 
 static int set_str(char **dst, const char *v)
 {
@@ -173,13 +144,14 @@ static int ini_key(void *user, const char *section, const char *name, const char
 	if (!strcmp(name, "conf_dir"))
 		return c->set_conf_dir || set_str(&c->conf_dir, value) == 0;
 	if (!strcmp(name, "threads"))
-		return c->set_threads || parse_threads(value, &c->threads) == 0;
+		return c->set_threads || parse_num(value, 0, THREADS_MAX, &c->threads) == 0;
 	if (!strcmp(name, "poll_us"))
-		return c->set_poll_us || parse_poll_us(value, &c->poll_us) == 0;
+		return c->set_poll_us || parse_num(value, 0, POLL_US_MAX, &c->poll_us) == 0;
 	if (!strcmp(name, "handles_per_client"))
-		return c->set_client_handles || parse_client_handles(value, &c->client_handles) == 0;
+		return c->set_client_handles ||
+		       parse_num(value, 1, FV_FS_MAX_HANDLES, &c->client_handles) == 0;
 	if (!strcmp(name, "forget_after"))
-		return c->set_forget_after || parse_secs(value, &c->forget_after) == 0;
+		return c->set_forget_after || parse_num(value, 0, FORGET_AFTER_MAX, &c->forget_after) == 0;
 	if (!strcmp(name, "require_encrypt"))
 		return c->set_require_encrypt || parse_bool(value, &c->require_encrypt) == 0;
 	return 0;
@@ -470,8 +442,8 @@ static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path
 				      .listen = listen,
 				      .nlisten = nlisten,
 				      .require_encrypt = c->require_encrypt,
-				      .threads = c->threads,
-				      .poll_us = c->poll_us,
+				      .threads = (int)c->threads,
+				      .poll_us = (int)c->poll_us,
 				      .handler = handler,
 				      .ud = d,
 				      .log = {tp_log, d}};
@@ -564,21 +536,21 @@ static int apply_opt(struct exportd *d, struct cfg *c, int opt, const char **con
 		break;
 	case OPT_THREADS:
 		c->set_threads = true;
-		if (parse_threads(optarg, &c->threads) < 0) {
+		if (parse_num(optarg, 0, THREADS_MAX, &c->threads) < 0) {
 			fv_log(&d->log, LOG_ERR, "--threads takes a number from 0 to 1024");
 			return EXIT_USAGE;
 		}
 		break;
 	case OPT_POLL_US:
 		c->set_poll_us = true;
-		if (parse_poll_us(optarg, &c->poll_us) < 0) {
+		if (parse_num(optarg, 0, POLL_US_MAX, &c->poll_us) < 0) {
 			fv_log(&d->log, LOG_ERR, "--poll-us takes a number from 0 to 1000000");
 			return EXIT_USAGE;
 		}
 		break;
 	case OPT_CLIENT_HANDLES:
 		c->set_client_handles = true;
-		if (parse_client_handles(optarg, &c->client_handles) < 0) {
+		if (parse_num(optarg, 1, FV_FS_MAX_HANDLES, &c->client_handles) < 0) {
 			fv_log(&d->log, LOG_ERR, "--handles-per-client takes a number from 1 to %d",
 			       FV_FS_MAX_HANDLES);
 			return EXIT_USAGE;
@@ -586,7 +558,7 @@ static int apply_opt(struct exportd *d, struct cfg *c, int opt, const char **con
 		break;
 	case OPT_FORGET_AFTER:
 		c->set_forget_after = true;
-		if (parse_secs(optarg, &c->forget_after) < 0) {
+		if (parse_num(optarg, 0, FORGET_AFTER_MAX, &c->forget_after) < 0) {
 			fv_log(&d->log, LOG_ERR, "--forget-after takes seconds, from 0 (never) to 315360000");
 			return EXIT_USAGE;
 		}
