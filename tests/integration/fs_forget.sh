@@ -24,10 +24,6 @@ netns_pair
 node_keys "$T" a b
 P0=tcp://10.200.1.1:7420 P1=tcp://10.200.2.1:7420
 MNT=$T/mnt
-in_net_b() {
-	ip netns list | grep -qw "^$NS_B" || fail "network namespace $NS_B does not exist"
-	nsenter --net="/run/netns/$NS_B" "$@"
-}
 on_exit 'fusermount3 -u "$MNT" 2>/dev/null'
 gentree "$T/src"
 mkdir -p "$T/src/many-dirs/d"{00..39} # each known directory holds a descriptor in exportd

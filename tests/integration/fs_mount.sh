@@ -30,12 +30,6 @@ ip netns exec "$NS_A" "$EXPORTD" --export "$T/src" --listen "$P0,$P1" --conf-dir
 on_exit "kill $! 2>/dev/null; sleep 0.2"
 wait_for "$T/exportd.log" "exporting .* on .*10.200.2.1"
 
-# in_net_b CMD...: CMD in B's network namespace but this mount namespace, so
-# that the mount is visible here
-in_net_b() {
-	netns_check "$NS_B"
-	nsenter --net="/run/netns/$NS_B" "$@"
-}
 mounted_ro() {
 	grep -q " $MNT fuse.fabvault ro," /proc/self/mounts || fail "$1: not mounted read-only at $MNT: $(grep "$MNT" /proc/self/mounts)"
 	cmp -s "$T/src/big" "$MNT/big" || fail "$1: $MNT/big differs from the export's"

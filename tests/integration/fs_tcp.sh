@@ -19,13 +19,6 @@ EXPORTD=$FV_BUILD/fs/fabvault-exportd FS=$FV_BUILD/fs/fabvault-fs HELPER=$FV_BUI
 P0=tcp://10.200.1.1:7420 P1=tcp://10.200.2.1:7420
 MNT=$T/mnt
 
-# in_net_b CMD...: CMD in namespace B's network, but in this mount
-# namespace (`ip netns exec` would give it a private one, and the mount
-# would be seen by nobody else).
-in_net_b() {
-	ip netns list | grep -qw "^$NS_B" || fail "network namespace $NS_B does not exist"
-	nsenter --net="/run/netns/$NS_B" "$@"
-}
 on_exit 'fusermount3 -u "$MNT" 2>/dev/null'
 
 gentree "$T/src"

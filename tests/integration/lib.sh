@@ -228,6 +228,14 @@ node_keys() {
 	done
 }
 
+# in_net_b CMD...: CMD in namespace B's network (netns_pair), but in this
+# mount namespace (`ip netns exec` would give it a private one, and a FUSE
+# mount made there would be seen by nobody else).
+in_net_b() {
+	netns_check "$NS_B"
+	nsenter --net="/run/netns/$NS_B" "$@"
+}
+
 # wait_for FILE ERE [SECONDS]: wait until FILE has a line matching ERE.
 wait_for() {
 	local i
