@@ -102,9 +102,21 @@ diff -r --no-dereference "$T/src" "$MNT" 2>&1 |
 [ ! -s "$T/diff.out" ] || fail "tree differs after the server forgot it: $(head -n 5 "$T/diff.out")"
 
 echo "--- --handles-per-client 5: a sixth file held open is EMFILE, one closed makes room"
+# The kernel sends FUSE's RELEASE after close() returns, without waiting
+# for it, so the room a close makes (here, and after diff -r above) reaches
+# the server a moment later: opens that must succeed retry EMFILE for 5 s.
 python3 - "$MNT/large" <<'PY' || fail "the per-client handle limit does not hold through the mount"
-import errno, sys
-fs = [open(sys.argv[1], "rb") for _ in range(5)]
+import errno, sys, time
+def open_soon(path):
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return open(path, "rb")
+        except OSError as e:
+            if e.errno != errno.EMFILE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+fs = [open_soon(sys.argv[1]) for _ in range(5)]
 try:
     open(sys.argv[1], "rb")
     sys.exit("a sixth open succeeded")
@@ -112,7 +124,7 @@ except OSError as e:
     if e.errno != errno.EMFILE:
         sys.exit("a sixth open failed with %s, not EMFILE" % e)
 fs.pop().close()
-open(sys.argv[1], "rb").close()
+open_soon(sys.argv[1]).close()
 PY
 kill "$FPID"
 wait "$FPID" 2>/dev/null || true
