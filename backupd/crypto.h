@@ -39,7 +39,8 @@ struct fv_keys {
 	uint8_t mac[FV_KEY_LEN];  /* config MAC and NONE-mode MAC key (subkey 4) */
 };
 
-/* Initialise libsodium. Returns 0 or -EIO. Idempotent and thread-safe. */
+/* Initialise libsodium. Returns 0 or -EIO. Idempotent and thread-safe.
+ * (The AEAD itself runs in OpenSSL's libcrypto, which needs no set-up.) */
 int fv_crypto_init(void);
 
 /* True when this CPU and libsodium support AES-256-GCM. */
@@ -60,13 +61,15 @@ size_t fv_seal_overhead(enum fv_enc alg);
 
 /* Seal pt[0..n) into out (n + fv_seal_overhead() bytes). The associated data
  * is type || id, so a sealed object cannot be presented as another type or
- * under another id. out must not overlap pt. Returns 0 or -EIO. */
+ * under another id. out must not overlap pt. Returns 0, -ENOTSUP (AES-GCM
+ * on a CPU without it) or -ENOMEM/-EIO when libcrypto fails. */
 int fv_seal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], const uint8_t *pt, size_t n,
 	    uint8_t *out);
 
 /* Open a sealed object of n bytes into out (room for n - overhead bytes);
  * *outlen is the plaintext length. Returns 0, or -EBADMSG when it is too
- * short, was tampered with, or belongs to another type/id/key. */
+ * short, was tampered with, or belongs to another type/id/key (out then
+ * holds no plaintext), or -ENOMEM/-EIO when libcrypto fails. */
 int fv_unseal(const struct fv_keys *k, uint8_t type, const uint8_t id[FV_ID_LEN], const uint8_t *ct, size_t n,
 	      uint8_t *out, size_t *outlen);
 
