@@ -16,6 +16,7 @@
 #include <zstd.h>
 
 #include "../common/fsutil.h"
+#include "compress.h"
 #include "config.h"
 #include "index.h"
 #include "keyfile.h"
@@ -568,32 +569,6 @@ static int finish_pack(struct fv_repo *r, struct fv_err *e)
 	return 0;
 }
 
-/* Float vectors and already-compressed data do not shrink: probe a 64 KiB
- * sample from the middle at zstd level 1 (several times faster than level 3)
- * and skip the full attempt when the sample saves less than 3%. The scratch
- * space is the caller's (it is overwritten by the real attempt). Chunks up
- * to four samples long are simply tried in full. */
-#define PROBE_LEN (64u * 1024)
-static bool worth_compressing(ZSTD_CCtx *cctx, const uint8_t *data, size_t len, uint8_t *scratch, size_t cap)
-{
-	if (len <= 4 * PROBE_LEN)
-		return true;
-	const uint8_t *mid = data + len / 2 - PROBE_LEN / 2;
-	size_t c = ZSTD_compressCCtx(cctx, scratch, cap, mid, PROBE_LEN, 1);
-	return ZSTD_isError(c) || c < PROBE_LEN - PROBE_LEN / 32;
-}
-
-/* The compressed body of data into dst (room for ZSTD_compressBound(len)),
- * or 0 when the blob is to be stored raw (compression off, or no gain). */
-static size_t compress_body(ZSTD_CCtx *cctx, const struct fv_config *cfg, const uint8_t *data, size_t len,
-			    uint8_t *dst, size_t cap)
-{
-	if (!cfg->compression || len == 0 || !worth_compressing(cctx, data, len, dst, cap))
-		return 0;
-	size_t c = ZSTD_compressCCtx(cctx, dst, cap, data, len, cfg->zstd_level);
-	return !ZSTD_isError(c) && c < len ? c : 0;
-}
-
 #define BLOB_MAX (256u << 20)
 
 /* Open a pack when none is, then add the sealed blob to it and to the index.
@@ -691,7 +666,7 @@ int fv_repo_put_locked(struct fv_repo *r, uint8_t type, const uint8_t id[FV_ID_L
 	uint8_t *p = fv_buf_grow(&r->plain, 1 + (bound > len ? bound : len));
 	if (!p)
 		return fv_err_set(e, -ENOMEM, "out of memory");
-	size_t plen = compress_body(r->cctx, &r->cfg, data, len, p + 1, bound);
+	size_t plen = fv_compress_body(r->cctx, &r->cfg, data, len, p + 1, bound);
 	if (plen) {
 		p[0] = ENC_ZSTD;
 		plen++;
@@ -758,7 +733,7 @@ int fv_repo_encode(struct fv_repo_enc *x, uint8_t type, const uint8_t id[FV_ID_L
 	if (len > x->max_len || len > BLOB_MAX)
 		return fv_err_set(e, -EFBIG, "blob of %zu bytes is too large", len);
 	const uint8_t *pt = x->plain;
-	size_t plen = compress_body(x->cctx, x->cfg, data, len, x->plain + 1, x->bound);
+	size_t plen = fv_compress_body(x->cctx, x->cfg, data, len, x->plain + 1, x->bound);
 	if (plen) {
 		x->plain[0] = ENC_ZSTD;
 		plen++;
