@@ -50,19 +50,24 @@ int fv_pack_writer_open(struct fv_pack_writer *w, int repofd)
 {
 	char hex[2 * FV_PACK_ID_LEN + 1];
 	uint8_t hdr[FV_PACK_HDR_LEN] = {0};
+	const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
 
 	memset(w, 0, sizeof *w);
 	fv_random(w->packid, FV_PACK_ID_LEN);
 	fv_hex(w->packid, FV_PACK_ID_LEN, hex);
 	snprintf(w->tmpname, sizeof w->tmpname, "tmp/pack-%s", hex);
-	w->fd = openat(repofd, w->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	w->fd = openat(repofd, w->tmpname, flags | O_DIRECT, 0600);
+	w->direct = w->fd >= 0;
+	if (w->fd < 0 && errno == EINVAL) /* a file system without O_DIRECT */
+		w->fd = openat(repofd, w->tmpname, flags, 0600);
 	if (w->fd < 0)
 		return -errno;
-	w->wbuf = malloc(FV_PACK_WBUF);
-	if (!w->wbuf) {
+	void *buf = NULL;
+	if (posix_memalign(&buf, FV_PACK_ALIGN, FV_PACK_WBUF) != 0) {
 		fv_pack_writer_abort(w, repofd);
 		return -ENOMEM;
 	}
+	w->wbuf = buf;
 	memcpy(hdr, FV_PACK_MAGIC, 8);
 	fv_put_le32(hdr + 8, 1);
 	memcpy(w->wbuf, hdr, sizeof hdr);
@@ -77,84 +82,99 @@ static uint64_t frame_sum(const uint8_t *p, size_t n)
 	return XXH3_64bits_withSeed(p, n, (uint64_t)n);
 }
 
-/* Write iov[0..cnt) in full. */
-static int writev_full(int fd, struct iovec *iov, int cnt)
-{
-	int i = 0;
-	while (i < cnt) {
-		ssize_t wr = writev(fd, iov + i, cnt - i);
-		if (wr < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		/* advance past what was written (short writes are rare but legal) */
-		while (i < cnt && (size_t)wr >= iov[i].iov_len) {
-			wr -= (ssize_t)iov[i].iov_len;
-			i++;
-		}
-		if (i < cnt) {
-			iov[i].iov_base = (uint8_t *)iov[i].iov_base + wr;
-			iov[i].iov_len -= (size_t)wr;
-		}
-	}
-	return 0;
-}
-
-/* Every 8 MiB written, start the writeback of what came before, so that
- * the fsync which finishes the pack does not have all 32 MiB (by default)
- * still to write while the snapshot's other threads run out of work. A
- * hint: where it fails, fsync does it all as before. */
+/* Without O_DIRECT: every 8 MiB written, start the writeback of what came
+ * before, so that the fsync which finishes the pack does not have all of
+ * it still to write. A hint: where it fails, fsync does it all. */
 #define WRITEBACK_STEP (8u << 20)
 
 static void writeback_start(struct fv_pack_writer *w)
 {
-	uint64_t written = w->off - w->wlen;
-	if (written - w->wb_start < WRITEBACK_STEP)
+	if (w->direct || w->file_off - w->wb_start < WRITEBACK_STEP)
 		return;
-	(void)sync_file_range(w->fd, (off_t)w->wb_start, (off_t)(written - w->wb_start),
+	(void)sync_file_range(w->fd, (off_t)w->wb_start, (off_t)(w->file_off - w->wb_start),
 			      SYNC_FILE_RANGE_WRITE);
-	w->wb_start = written;
+	w->wb_start = w->file_off;
 }
 
-/* Append iov[0..cnt) (at most 3 parts) to the pack: into the buffer when it
- * fits, else written now behind what the buffer holds, in one writev, and
- * not copied. */
-static int put(struct fv_pack_writer *w, const struct iovec *iov, int cnt)
+/* pwrite n bytes (a multiple of FV_PACK_ALIGN) of wbuf at wbase. A file
+ * system that opened with O_DIRECT but refuses the write (EINVAL) gets it
+ * through the page cache from then on. */
+static int write_staged(struct fv_pack_writer *w, size_t n)
 {
-	size_t total = 0;
-	if (w->err)
-		return w->err;
-	for (int i = 0; i < cnt; i++)
-		total += iov[i].iov_len;
-	if (w->wlen + total <= FV_PACK_WBUF) {
-		for (int i = 0; i < cnt; i++) {
-			memcpy(w->wbuf + w->wlen, iov[i].iov_base, iov[i].iov_len);
-			w->wlen += iov[i].iov_len;
+	size_t done = 0;
+	while (done < n) {
+		ssize_t wr = pwrite(w->fd, w->wbuf + done, n - done, (off_t)(w->wbase + done));
+		if (wr < 0 && errno == EINVAL && w->direct) {
+			int fl = fcntl(w->fd, F_GETFL);
+			if (fl < 0 || fcntl(w->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+				return -errno;
+			w->direct = false;
+			continue;
 		}
-		w->off += total;
-		return 0;
+		if (wr < 0 && errno == EINTR)
+			continue;
+		if (wr < 0)
+			return -errno;
+		if (wr == 0)
+			return -EIO;
+		done += (size_t)wr;
 	}
-	struct iovec v[4] = {{w->wbuf, w->wlen}};
-	memcpy(v + 1, iov, (size_t)cnt * sizeof *iov);
-	int rc = writev_full(w->fd, v, cnt + 1);
+	return 0;
+}
+
+/* Write the staged bytes: whole blocks leave the buffer; a partial last
+ * block is written padded with zeros (finish truncates the file to its
+ * length) and stays at the front of the buffer, to be written again with
+ * what follows it. */
+static int stage_write(struct fv_pack_writer *w)
+{
+	size_t whole = w->wlen / FV_PACK_ALIGN * FV_PACK_ALIGN, part = w->wlen - whole;
+	size_t n = whole + (part ? FV_PACK_ALIGN : 0);
+	if (n == 0)
+		return 0;
+	memset(w->wbuf + w->wlen, 0, n - w->wlen);
+	int rc = write_staged(w, n);
 	if (rc < 0)
 		return w->err = rc;
-	w->off += total;
-	w->wlen = 0;
+	w->file_off = w->wbase + w->wlen;
+	if (whole && part)
+		memmove(w->wbuf, w->wbuf + whole, part);
+	w->wbase += whole;
+	w->wlen = part;
 	writeback_start(w);
+	return 0;
+}
+
+/* Append iov[0..cnt) to the pack, through the staging buffer. */
+static int put(struct fv_pack_writer *w, const struct iovec *iov, int cnt)
+{
+	if (w->err)
+		return w->err;
+	for (int i = 0; i < cnt; i++) {
+		const uint8_t *p = iov[i].iov_base;
+		size_t left = iov[i].iov_len;
+		while (left) {
+			size_t k = FV_PACK_WBUF - w->wlen < left ? FV_PACK_WBUF - w->wlen : left;
+			memcpy(w->wbuf + w->wlen, p, k);
+			w->wlen += k;
+			w->off += k;
+			p += k;
+			left -= k;
+			if (w->wlen == FV_PACK_WBUF) {
+				int rc = stage_write(w);
+				if (rc < 0)
+					return rc;
+			}
+		}
+	}
 	return 0;
 }
 
 int fv_pack_writer_flush(struct fv_pack_writer *w)
 {
-	if (w->err || !w->wlen)
+	if (w->err || w->file_off == w->off)
 		return w->err;
-	int rc = fv_write_full(w->fd, w->wbuf, w->wlen);
-	if (rc < 0)
-		return w->err = rc;
-	w->wlen = 0;
-	return 0;
+	return stage_write(w);
 }
 
 /* Write one frame: u32 length, payload, u64 checksum. */
@@ -228,6 +248,11 @@ int fv_pack_writer_finish(struct fv_pack_writer *w, const struct fv_keys *k, int
 		rc = fv_pack_writer_flush(w);
 	if (rc < 0)
 		goto fail;
+	/* the last block went out padded */
+	if (ftruncate(w->fd, (off_t)w->off) < 0) {
+		rc = -errno;
+		goto fail;
+	}
 	if (fsync(w->fd) < 0) {
 		rc = -errno;
 		goto fail;

@@ -42,12 +42,16 @@ int fv_pack_entry_decode(struct fv_rd *r, struct fv_pack_entry *e);
 /* Relative path of a pack inside the repository: "packs/ab/<32 hex>". */
 void fv_pack_path(const uint8_t packid[FV_PACK_ID_LEN], char out[64]);
 
-/* A writer gathers small frames in a buffer of FV_PACK_WBUF bytes and writes
- * it when the next frame does not fit (with that frame, in one writev):
- * one system call per blob, and the partial pages the file system zeroes
- * for each unaligned write, cost more than the copy. Bytes past off - wlen
- * are not in the file yet: fv_pack_writer_flush() before reading them. */
-#define FV_PACK_WBUF (256u << 10)
+/* A writer stages the pack in a buffer of FV_PACK_WBUF bytes, aligned to
+ * FV_PACK_ALIGN, and writes it whole, at aligned offsets, with O_DIRECT
+ * where the file system takes it: pack data then goes from that one reused
+ * buffer to the disk, without the page cache, whose fresh pages cost more
+ * than compressing the data on a virtual machine whose memory the host
+ * reclaims (docs/performance.md). Where O_DIRECT is refused the same writes
+ * go through the page cache. Bytes past file_off are not in the file yet:
+ * fv_pack_writer_flush() before reading them. */
+#define FV_PACK_WBUF (1u << 20)
+#define FV_PACK_ALIGN 4096u
 
 struct fv_pack_writer {
 	int fd;
@@ -56,16 +60,20 @@ struct fv_pack_writer {
 	uint64_t off;      /* the pack's length so far, buffered bytes included */
 	struct fv_buf toc; /* encoded entries so far */
 	uint32_t n;
-	uint8_t *wbuf; /* FV_PACK_WBUF bytes, from open to finish or abort */
-	size_t wlen;
-	uint64_t wb_start; /* the file's bytes before this offset are under writeback */
+	uint8_t *wbuf;     /* FV_PACK_WBUF bytes, from open to finish or abort */
+	size_t wlen;       /* bytes staged in wbuf */
+	uint64_t wbase;    /* the pack offset of wbuf[0]: a multiple of FV_PACK_ALIGN */
+	uint64_t file_off; /* bytes before this offset are in the file */
+	uint64_t wb_start; /* without O_DIRECT: bytes before this offset are under writeback */
+	bool direct;       /* the file is open with O_DIRECT */
 	int err;           /* a failed write: sticky, the file's length is unknown */
 };
 
 /* Start a new pack under repofd's tmp/. Returns 0 or -errno. */
 int fv_pack_writer_open(struct fv_pack_writer *w, int repofd);
 
-/* Write what the writer holds buffered to the file. Returns 0 or -errno
+/* Write what the writer holds buffered to the file (the last partial block
+ * is written padded, and again with what follows it). Returns 0 or -errno
  * (the pack is then unusable: every later call fails; abort it). */
 int fv_pack_writer_flush(struct fv_pack_writer *w);
 
