@@ -190,6 +190,7 @@ struct fs {
 	pthread_cond_t acv;                    /* a slot answered */
 	struct ahead *ahead;                   /* AHEAD_SLOTS, or NULL: no opening ahead */
 	uint64_t ahead_expect;                 /* the node listed after the last one opened */
+	atomic_bool inline_seen;               /* an OPEN_INLINE was answered: the server has it */
 	atomic_ullong ahead_asked, ahead_used; /* for the log at unmount */
 };
 
@@ -356,6 +357,7 @@ struct dh {
 	char *out;       /* the kernel's buffer */
 	size_t outcap;
 	uint64_t last_small; /* the last small file handed out (opening ahead) */
+	bool from_start;     /* this listing was read from its first entry */
 };
 
 static void dh_drop(struct fs *fs, struct dh *d)
@@ -385,6 +387,16 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 }
 
+/* A directory was listed from its start and node is the first small file
+ * in it: a reader that follows listings (tar, cp -r) opens it next, before
+ * any open of this directory could have asked for it. */
+static void ahead_expect_first(struct fs *fs, uint64_t node)
+{
+	pthread_mutex_lock(&fs->amu);
+	fs->ahead_expect = node;
+	pthread_mutex_unlock(&fs->amu);
+}
+
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
 			   bool plus)
 {
@@ -406,6 +418,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		dh_drop(fs, d); /* a seek, or the first call */
 		d->cookie = (uint64_t)off;
 		d->last_small = 0;
+		d->from_start = off == 0;
 		if ((rc = fv_fsc_readdir(fs->c, ino, d->cookie, &d->b)) < 0)
 			goto out;
 		d->valid = true;
@@ -434,6 +447,8 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 				/* the order a reader like tar opens them in */
 				if (d->last_small)
 					fv_fsc_set_next(fs->c, d->last_small, en->attr.node);
+				else if (d->from_start)
+					ahead_expect_first(fs, en->attr.node);
 				d->last_small = en->attr.node;
 			}
 			d->pos++;
@@ -801,18 +816,15 @@ static bool ahead_take(struct fs *fs, uint64_t node, struct fh *f, struct fv_fs_
 	return taken;
 }
 
-/* node was opened: expect the one listed after it next, and when the
- * reader follows the listing, ask for the next ahead_window small files. */
-static void ahead_start(struct fs *fs, uint64_t node, bool follows)
+/* Ask for node and the small files listed after it, n files in all, with
+ * OPEN_INLINE at once (those already asked for are skipped). Returns whether
+ * node itself is on its way (or answered) afterwards. */
+static bool ahead_ask(struct fs *fs, uint64_t node, int n)
 {
-	uint64_t next = fv_fsc_next(fs->c, node);
-	pthread_mutex_lock(&fs->amu);
-	fs->ahead_expect = next;
-	pthread_mutex_unlock(&fs->amu);
-	if (!follows || !fv_fsc_inline_ok(fs->c))
-		return;
+	bool first_known = false;
+	uint64_t next = node;
 	int64_t now = mono_ns();
-	for (int i = 0; i < fs->ahead_window && next; i++, next = fv_fsc_next(fs->c, next)) {
+	for (int i = 0; i < n && next; i++, next = fv_fsc_next(fs->c, next)) {
 		struct ahead *s = NULL;
 		uint64_t stale = 0;
 		pthread_mutex_lock(&fs->amu);
@@ -832,8 +844,10 @@ static void ahead_start(struct fs *fs, uint64_t node, bool follows)
 		pthread_mutex_unlock(&fs->amu);
 		if (stale)
 			fv_fsc_release(fs->c, stale);
-		if (known)
+		if (known) {
+			first_known |= i == 0;
 			continue;
+		}
 		if (!s)
 			break; /* every slot in use */
 		fv_fsc_open_inline_req(s->req, next, O_RDONLY, FV_FS_MAX_INLINE);
@@ -851,7 +865,21 @@ static void ahead_start(struct fs *fs, uint64_t node, bool follows)
 			break;
 		}
 		atomic_fetch_add(&fs->ahead_asked, 1);
+		first_known |= i == 0;
 	}
+	return first_known;
+}
+
+/* node was opened: expect the one listed after it next, and when the
+ * reader follows the listing, ask for the next ahead_window small files. */
+static void ahead_start(struct fs *fs, uint64_t node, bool follows)
+{
+	uint64_t next = fv_fsc_next(fs->c, node);
+	pthread_mutex_lock(&fs->amu);
+	fs->ahead_expect = next;
+	pthread_mutex_unlock(&fs->amu);
+	if (follows && next && fv_fsc_inline_ok(fs->c))
+		(void)ahead_ask(fs, next, fs->ahead_window);
 }
 
 /* Set up opening ahead (attr_timeout > 0, openahead > 0), after fs_new;
@@ -938,10 +966,25 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int64_t t0 = mono_ns();
 	bool follows = false;
 	int rc = 0;
-	if (want && fs->ahead && ahead_take(fs, ino, f, &o, &follows))
+	bool taken = false;
+	if (want && fs->ahead) {
+		taken = ahead_take(fs, ino, f, &o, &follows);
+		/* Expected but not asked for: the first small file of a listing.
+		 * It goes out first, and the files after it right behind it, so
+		 * that the reader's next opens do not each wait a round trip
+		 * (which the second and third file of every directory did). */
+		if (!taken && follows && atomic_load(&fs->inline_seen) && fv_fsc_inline_ok(fs->c) &&
+		    ahead_ask(fs, ino, 1 + fs->ahead_window))
+			taken = ahead_take(fs, ino, f, &o, &follows);
+	}
+	if (taken)
 		t0 = f->iuntil_ns - ttl_ns(fs); /* the bytes are as old as the open ahead */
 	else
 		rc = fv_fsc_open_inline(fs->c, ino, O_RDONLY, want, &o, &f->ibuf);
+	/* a server of before OPEN_INLINE is found out by one open, not by
+	 * the window of opens asked for ahead of it */
+	if (rc == 0 && want && fv_fsc_inline_ok(fs->c))
+		atomic_store(&fs->inline_seen, true);
 	if (rc == 0 && f->ibuf && (o.len || o.handle == 0)) {
 		f->idata = o.data;
 		f->ilen = o.len;
