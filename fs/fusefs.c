@@ -191,6 +191,7 @@ struct fs {
 	struct ahead *ahead;                   /* AHEAD_SLOTS, or NULL: no opening ahead */
 	uint64_t ahead_expect;                 /* the node listed after the last one opened */
 	atomic_bool inline_seen;               /* an OPEN_INLINE was answered: the server has it */
+	_Atomic int64_t ahead_hit_ns;          /* when an open was last answered from one ahead */
 	atomic_ullong ahead_asked, ahead_used; /* for the log at unmount */
 };
 
@@ -387,6 +388,20 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 }
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t ttl_ns(const struct fs *fs)
+{
+	return (int64_t)(fs->attr_timeout * 1e9);
+}
+
+static bool ahead_ask(struct fs *fs, uint64_t node, int n);
+
 /* A directory was listed from its start and node is the first small file
  * in it: a reader that follows listings (tar, cp -r) opens it next, before
  * any open of this directory could have asked for it. */
@@ -403,6 +418,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	struct fs *fs = fuse_req_userdata(req);
 	struct dh *d = (struct dh *)(uintptr_t)fi->fh;
 	size_t used = 0;
+	uint64_t first = 0; /* the listing's first small file, when handed out now */
 	int rc = 0;
 	pthread_mutex_lock(&d->mu);
 	if (d->outcap < size) {
@@ -448,7 +464,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 				if (d->last_small)
 					fv_fsc_set_next(fs->c, d->last_small, en->attr.node);
 				else if (d->from_start)
-					ahead_expect_first(fs, en->attr.node);
+					ahead_expect_first(fs, first = en->attr.node);
 				d->last_small = en->attr.node;
 			}
 			d->pos++;
@@ -468,6 +484,14 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 out:
 	if (rc && used)
 		rc = 0; /* what we have now; the error comes back on the next call */
+	/* A reader whose opens were just answered from opens ahead walks the
+	 * tree in listing order (tar): the first files of this listing are
+	 * asked for now, not when their open comes (a round trip per
+	 * directory). Within attr_timeout of such an open only, so that a
+	 * listing alone (ls, find) opens nothing. */
+	if (rc == 0 && first && atomic_load(&fs->inline_seen) && fv_fsc_inline_ok(fs->c) &&
+	    mono_ns() - atomic_load(&fs->ahead_hit_ns) < ttl_ns(fs))
+		(void)ahead_ask(fs, first, 1 + fs->ahead_window);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -700,13 +724,6 @@ static int fh_read_sync(struct fh *f, uint64_t off, uint32_t size, struct fv_tp_
 	return rc ? rc : -EIO;
 }
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Free an open file no reader uses any more, and its server handle. */
 static void fh_free(struct fh *f)
 {
@@ -746,11 +763,6 @@ struct ahead {
 	uint8_t req[FV_FSC_OPEN_INLINE_REQ];
 	uint8_t *rep; /* FV_FS_OPEN_INLINE_FIXED + FV_FS_MAX_INLINE bytes, for the life of the mount */
 };
-
-static int64_t ttl_ns(const struct fs *fs)
-{
-	return (int64_t)(fs->attr_timeout * 1e9);
-}
 
 static void ahead_done(struct fv_tp_call *call)
 {
@@ -805,6 +817,7 @@ static bool ahead_take(struct fs *fs, uint64_t node, struct fh *f, struct fv_fs_
 			s->node = 0;
 			taken = true;
 			atomic_fetch_add(&fs->ahead_used, 1);
+			atomic_store(&fs->ahead_hit_ns, mono_ns());
 		}
 	}
 	if (s && !taken)

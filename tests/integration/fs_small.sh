@@ -3,7 +3,8 @@
 # fits an OPEN reply is read in one request (exportd's request counters: one
 # OPEN_INLINE per file of a tar, no READ, no RELEASE), and most of them are
 # opened ahead of tar (fabvault-fs's log), in a tree of many small
-# directories from the first file of each on; files of 0 B, 1 B,
+# directories from the first file of each on, while a listing alone opens
+# nothing; files of 0 B, 1 B,
 # exactly the inline limit, one byte more and 1 MiB read back byte-identical,
 # whole and at offsets across the limit; a file rewritten on the server with
 # other bytes of the same size is seen after the attribute timeout; a file
@@ -121,6 +122,17 @@ used=$(grep -o 'opened [0-9]* files ahead, [0-9]* of them used' "$T/fs.log" | cu
 [ "${used:-0}" -ge $((D * (K - 1))) ] ||
 	fail "only ${used:-0} of $((D * K)) files in $D directories were opened ahead of tar: $(grep 'ahead' "$T/fs.log")"
 assert_eq "$(served OPEN)" 0 "OPEN requests"
+
+echo "--- listing alone (ls -lR, find) opens nothing ahead"
+# (the first files of a listing are asked for at READDIRPLUS only within
+# attr_timeout of an open answered from an open ahead: a tar, not a listing)
+start_exportd
+mount_fs
+ls -lR "$MNT/dirs" >/dev/null
+assert_eq "$(find "$MNT/dirs" -type f -size -8k | wc -l)" $((D * K)) "files found"
+unmount_fs
+stop_exportd
+assert_eq "$(served OPEN_INLINE)" 0 "OPEN_INLINE requests for a listing"
 
 echo "--- a server without OPEN_INLINE (as before it): the mount falls back to OPEN, READ, RELEASE"
 start_exportd FABVAULT_EXPORTD_NO_OPEN_INLINE=1
