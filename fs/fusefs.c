@@ -190,6 +190,8 @@ struct fs {
 	pthread_cond_t acv;                    /* a slot answered */
 	struct ahead *ahead;                   /* AHEAD_SLOTS, or NULL: no opening ahead */
 	uint64_t ahead_expect;                 /* the node listed after the last one opened */
+	atomic_bool inline_seen;               /* an OPEN_INLINE was answered: the server has it */
+	_Atomic int64_t ahead_hit_ns;          /* when an open was last answered from one ahead */
 	atomic_ullong ahead_asked, ahead_used; /* for the log at unmount */
 };
 
@@ -356,6 +358,7 @@ struct dh {
 	char *out;       /* the kernel's buffer */
 	size_t outcap;
 	uint64_t last_small; /* the last small file handed out (opening ahead) */
+	bool from_start;     /* this listing was read from its first entry */
 };
 
 static void dh_drop(struct fs *fs, struct dh *d)
@@ -385,12 +388,37 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 }
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t ttl_ns(const struct fs *fs)
+{
+	return (int64_t)(fs->attr_timeout * 1e9);
+}
+
+static bool ahead_ask(struct fs *fs, uint64_t node, int n);
+
+/* A directory was listed from its start and node is the first small file
+ * in it: a reader that follows listings (tar, cp -r) opens it next, before
+ * any open of this directory could have asked for it. */
+static void ahead_expect_first(struct fs *fs, uint64_t node)
+{
+	pthread_mutex_lock(&fs->amu);
+	fs->ahead_expect = node;
+	pthread_mutex_unlock(&fs->amu);
+}
+
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
 			   bool plus)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	struct dh *d = (struct dh *)(uintptr_t)fi->fh;
 	size_t used = 0;
+	uint64_t first = 0; /* the listing's first small file, when handed out now */
 	int rc = 0;
 	pthread_mutex_lock(&d->mu);
 	if (d->outcap < size) {
@@ -406,6 +434,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		dh_drop(fs, d); /* a seek, or the first call */
 		d->cookie = (uint64_t)off;
 		d->last_small = 0;
+		d->from_start = off == 0;
 		if ((rc = fv_fsc_readdir(fs->c, ino, d->cookie, &d->b)) < 0)
 			goto out;
 		d->valid = true;
@@ -434,6 +463,8 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 				/* the order a reader like tar opens them in */
 				if (d->last_small)
 					fv_fsc_set_next(fs->c, d->last_small, en->attr.node);
+				else if (d->from_start)
+					ahead_expect_first(fs, first = en->attr.node);
 				d->last_small = en->attr.node;
 			}
 			d->pos++;
@@ -453,6 +484,14 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 out:
 	if (rc && used)
 		rc = 0; /* what we have now; the error comes back on the next call */
+	/* A reader whose opens were just answered from opens ahead walks the
+	 * tree in listing order (tar): the first files of this listing are
+	 * asked for now, not when their open comes (a round trip per
+	 * directory). Within attr_timeout of such an open only, so that a
+	 * listing alone (ls, find) opens nothing. */
+	if (rc == 0 && first && atomic_load(&fs->inline_seen) && fv_fsc_inline_ok(fs->c) &&
+	    mono_ns() - atomic_load(&fs->ahead_hit_ns) < ttl_ns(fs))
+		(void)ahead_ask(fs, first, 1 + fs->ahead_window);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -685,13 +724,6 @@ static int fh_read_sync(struct fh *f, uint64_t off, uint32_t size, struct fv_tp_
 	return rc ? rc : -EIO;
 }
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Free an open file no reader uses any more, and its server handle. */
 static void fh_free(struct fh *f)
 {
@@ -731,11 +763,6 @@ struct ahead {
 	uint8_t req[FV_FSC_OPEN_INLINE_REQ];
 	uint8_t *rep; /* FV_FS_OPEN_INLINE_FIXED + FV_FS_MAX_INLINE bytes, for the life of the mount */
 };
-
-static int64_t ttl_ns(const struct fs *fs)
-{
-	return (int64_t)(fs->attr_timeout * 1e9);
-}
 
 static void ahead_done(struct fv_tp_call *call)
 {
@@ -790,6 +817,7 @@ static bool ahead_take(struct fs *fs, uint64_t node, struct fh *f, struct fv_fs_
 			s->node = 0;
 			taken = true;
 			atomic_fetch_add(&fs->ahead_used, 1);
+			atomic_store(&fs->ahead_hit_ns, mono_ns());
 		}
 	}
 	if (s && !taken)
@@ -801,18 +829,15 @@ static bool ahead_take(struct fs *fs, uint64_t node, struct fh *f, struct fv_fs_
 	return taken;
 }
 
-/* node was opened: expect the one listed after it next, and when the
- * reader follows the listing, ask for the next ahead_window small files. */
-static void ahead_start(struct fs *fs, uint64_t node, bool follows)
+/* Ask for node and the small files listed after it, n files in all, with
+ * OPEN_INLINE at once (those already asked for are skipped). Returns whether
+ * node itself is on its way (or answered) afterwards. */
+static bool ahead_ask(struct fs *fs, uint64_t node, int n)
 {
-	uint64_t next = fv_fsc_next(fs->c, node);
-	pthread_mutex_lock(&fs->amu);
-	fs->ahead_expect = next;
-	pthread_mutex_unlock(&fs->amu);
-	if (!follows || !fv_fsc_inline_ok(fs->c))
-		return;
+	bool first_known = false;
+	uint64_t next = node;
 	int64_t now = mono_ns();
-	for (int i = 0; i < fs->ahead_window && next; i++, next = fv_fsc_next(fs->c, next)) {
+	for (int i = 0; i < n && next; i++, next = fv_fsc_next(fs->c, next)) {
 		struct ahead *s = NULL;
 		uint64_t stale = 0;
 		pthread_mutex_lock(&fs->amu);
@@ -832,8 +857,10 @@ static void ahead_start(struct fs *fs, uint64_t node, bool follows)
 		pthread_mutex_unlock(&fs->amu);
 		if (stale)
 			fv_fsc_release(fs->c, stale);
-		if (known)
+		if (known) {
+			first_known |= i == 0;
 			continue;
+		}
 		if (!s)
 			break; /* every slot in use */
 		fv_fsc_open_inline_req(s->req, next, O_RDONLY, FV_FS_MAX_INLINE);
@@ -851,7 +878,21 @@ static void ahead_start(struct fs *fs, uint64_t node, bool follows)
 			break;
 		}
 		atomic_fetch_add(&fs->ahead_asked, 1);
+		first_known |= i == 0;
 	}
+	return first_known;
+}
+
+/* node was opened: expect the one listed after it next, and when the
+ * reader follows the listing, ask for the next ahead_window small files. */
+static void ahead_start(struct fs *fs, uint64_t node, bool follows)
+{
+	uint64_t next = fv_fsc_next(fs->c, node);
+	pthread_mutex_lock(&fs->amu);
+	fs->ahead_expect = next;
+	pthread_mutex_unlock(&fs->amu);
+	if (follows && next && fv_fsc_inline_ok(fs->c))
+		(void)ahead_ask(fs, next, fs->ahead_window);
 }
 
 /* Set up opening ahead (attr_timeout > 0, openahead > 0), after fs_new;
@@ -938,10 +979,25 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int64_t t0 = mono_ns();
 	bool follows = false;
 	int rc = 0;
-	if (want && fs->ahead && ahead_take(fs, ino, f, &o, &follows))
+	bool taken = false;
+	if (want && fs->ahead) {
+		taken = ahead_take(fs, ino, f, &o, &follows);
+		/* Expected but not asked for: the first small file of a listing.
+		 * It goes out first, and the files after it right behind it, so
+		 * that the reader's next opens do not each wait a round trip
+		 * (which the second and third file of every directory did). */
+		if (!taken && follows && atomic_load(&fs->inline_seen) && fv_fsc_inline_ok(fs->c) &&
+		    ahead_ask(fs, ino, 1 + fs->ahead_window))
+			taken = ahead_take(fs, ino, f, &o, &follows);
+	}
+	if (taken)
 		t0 = f->iuntil_ns - ttl_ns(fs); /* the bytes are as old as the open ahead */
 	else
 		rc = fv_fsc_open_inline(fs->c, ino, O_RDONLY, want, &o, &f->ibuf);
+	/* a server of before OPEN_INLINE is found out by one open, not by
+	 * the window of opens asked for ahead of it */
+	if (rc == 0 && want && fv_fsc_inline_ok(fs->c))
+		atomic_store(&fs->inline_seen, true);
 	if (rc == 0 && f->ibuf && (o.len || o.handle == 0)) {
 		f->idata = o.data;
 		f->ilen = o.len;

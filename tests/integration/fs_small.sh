@@ -2,7 +2,9 @@
 # fabvault-fs and small files (docs/protocol.md, OPEN_INLINE): a file that
 # fits an OPEN reply is read in one request (exportd's request counters: one
 # OPEN_INLINE per file of a tar, no READ, no RELEASE), and most of them are
-# opened ahead of tar (fabvault-fs's log); files of 0 B, 1 B,
+# opened ahead of tar (fabvault-fs's log), in a tree of many small
+# directories from the first file of each on, while a listing alone opens
+# nothing; files of 0 B, 1 B,
 # exactly the inline limit, one byte more and 1 MiB read back byte-identical,
 # whole and at offsets across the limit; a file rewritten on the server with
 # other bytes of the same size is seen after the attribute timeout; a file
@@ -20,7 +22,8 @@ P0=tcp://10.200.1.1:7420 P1=tcp://10.200.2.1:7420
 MNT=$T/mnt SRC=$T/src
 LIMIT=65448 # FV_FS_MAX_INLINE: 65,536 less the reply's 88 fixed bytes
 N=300       # small files for the round-trip count
-[ "${FV_QUICK:-0}" = 1 ] && N=100
+D=40 K=5    # directories of K small files each (memories/YYYY/MM/DD)
+[ "${FV_QUICK:-0}" = 1 ] && N=100 D=20
 
 XPID='' FPID=''
 on_exit 'fusermount3 -u "$MNT" 2>/dev/null; [ -z "$FPID" ] || kill "$FPID" 2>/dev/null'
@@ -60,23 +63,30 @@ unmount_fs() {
 	wait "$FPID" 2>/dev/null || true
 	FPID=''
 }
-# tar_count WHAT: tar the N small files through a fresh mount of a fresh
-# exportd, check the bytes, and leave the counters in $T/served
+# tar_count WHAT [DIR]: tar DIR (default small) through a fresh mount of a
+# fresh exportd, check the bytes, and leave the counters in $T/served
 tar_count() {
+	local dir=${2:-small}
 	mount_fs
-	tar cf - -C "$MNT/small" . | tar xf - -C "$T/out-$1"
+	tar cf - -C "$MNT/$dir" . | tar xf - -C "$T/out-$1"
 	unmount_fs
 	stop_exportd
-	diff -r "$SRC/small" "$T/out-$1" >/dev/null || fail "$1: the tar of the small files differs"
+	diff -r "$SRC/$dir" "$T/out-$1" >/dev/null || fail "$1: the tar of $dir differs"
 	echo "$1: $(cut -d: -f2- <"$T/served" | sed 's/^ *//')"
 	grep -o 'opened [0-9]* files ahead, [0-9]* of them used' "$T/fs.log" || true
 	echo "$1: FUSE requests from the kernel: $(grep -o 'opcode: [A-Z]*' "$T/fs.log" | sort | uniq -c | tr -s ' \n' ' ')"
 }
 
-mkdir -p "$SRC/small" "$MNT" "$T/out-inline" "$T/out-old"
+mkdir -p "$SRC/small" "$MNT" "$T/out-inline" "$T/out-old" "$T/out-dirs"
 # the memory system's files: JSON of a few KiB
 for ((i = 0; i < N; i++)); do
 	head -c $((RANDOM % 6000 + 1)) /dev/urandom | base64 -w 0 >"$SRC/small/f$i.json"
+done
+for ((d = 0; d < D; d++)); do
+	mkdir -p "$SRC/dirs/d$d"
+	for ((i = 0; i < K; i++)); do
+		head -c $((RANDOM % 3000 + 1)) /dev/urandom | base64 -w 0 >"$SRC/dirs/d$d/m$i.json"
+	done
 done
 : >"$SRC/empty"
 printf x >"$SRC/one"
@@ -98,6 +108,31 @@ used=$(grep -o 'opened [0-9]* files ahead, [0-9]* of them used' "$T/fs.log" | cu
 assert_eq "$(served OPEN)" 0 "OPEN requests"
 assert_eq "$(served READ)" 0 "READ requests"
 assert_eq "$(served RELEASE)" 0 "RELEASE requests"
+
+echo "--- $D directories of $K small files: opened ahead from the first file of each"
+# The first small file of a listing is expected: it and the files after it
+# are asked for at once when tar opens it, so no file of a directory waits
+# on its own round trip (before, the first two of every directory did and
+# were not counted as used).
+start_exportd
+tar_count dirs dirs
+n=$(served OPEN_INLINE)
+[ "$n" -ge $((D * K)) ] && [ "$n" -le $((D * K + D * K / 10)) ] || fail "$n OPEN_INLINE requests for $((D * K)) files"
+used=$(grep -o 'opened [0-9]* files ahead, [0-9]* of them used' "$T/fs.log" | cut -d' ' -f5)
+[ "${used:-0}" -ge $((D * (K - 1))) ] ||
+	fail "only ${used:-0} of $((D * K)) files in $D directories were opened ahead of tar: $(grep 'ahead' "$T/fs.log")"
+assert_eq "$(served OPEN)" 0 "OPEN requests"
+
+echo "--- listing alone (ls -lR, find) opens nothing ahead"
+# (the first files of a listing are asked for at READDIRPLUS only within
+# attr_timeout of an open answered from an open ahead: a tar, not a listing)
+start_exportd
+mount_fs
+ls -lR "$MNT/dirs" >/dev/null
+assert_eq "$(find "$MNT/dirs" -type f -size -8k | wc -l)" $((D * K)) "files found"
+unmount_fs
+stop_exportd
+assert_eq "$(served OPEN_INLINE)" 0 "OPEN_INLINE requests for a listing"
 
 echo "--- a server without OPEN_INLINE (as before it): the mount falls back to OPEN, READ, RELEASE"
 start_exportd FABVAULT_EXPORTD_NO_OPEN_INLINE=1
