@@ -204,8 +204,15 @@ snap() {
 	esac
 }
 
+# Each restore goes into a directory of its own, kept until the end: on ext4
+# without a journal (this machine's root) inode allocation skips, one by one,
+# every inode deleted in the last 60 s (360 s while its inode table block is
+# dirty; recently_deleted() in fs/ext4/ialloc.c), so a restore right after
+# another tool's restore was removed paid for that removal, in its serial
+# file creation, by an amount that depended on the order of the tools. With
+# a journal (the Sparks' root) there is no such scan.
 restore() {
-	local r t=$work/restore
+	local r t=$work/restore-run$run-$1
 	r=$(repo_of "$1")
 	rm -rf "$t"
 	mkdir -p "$t"
@@ -218,14 +225,6 @@ restore() {
 	if [ -z "${broken[$1]:-}" ] && [ "$(tree_bytes "$t${data}")" != "$(tree_bytes "$data")" ]; then
 		echo "  warning: $1 restored $(tree_bytes "$t${data}") (bytes files), the source has $(tree_bytes "$data")"
 	fi
-	rm -rf "$t"
-	# Let the deletion settle before the next tool restores: on ext4 without a
-	# journal (this machine's root) creating an inode within 5 s of a deletion
-	# (longer while its blocks are dirty) scans the recently deleted ones
-	# (recently_deleted() in ialloc.c), so a restore right after the previous
-	# tool's was removed paid for that tool's deletion, in a serial openat.
-	sync
-	sleep 6
 }
 
 verify() {
@@ -243,6 +242,13 @@ log "fabvault $commit ($dirty tree) $fv"
 log "work directory $work; generating the dataset (--scale $scale --seed $seed)"
 python3 "$here/gen_memsys.py" "$pristine" --scale "$scale" --seed "$seed"
 read -r bytes1 files1 < <(tree_bytes "$pristine")
+# the pristine copy, the working copy, three repositories and every restore
+need=$((bytes1 * (3 * runs + 6)))
+avail=$(df --output=avail -B1 "$work" | tail -n 1)
+if [ "$avail" -lt "$need" ]; then
+	echo "memsys.sh: $work has $((avail / 1000000)) MB free; this run needs about $((need / 1000000)) MB (restores are kept until the end); use --workdir DIR elsewhere, or fewer --runs" >&2
+	exit 2
+fi
 {
 	echo "bytes_day1 $bytes1"
 	echo "files_day1 $files1"
