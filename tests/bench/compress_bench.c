@@ -95,6 +95,8 @@ int main(int argc, char **argv)
 	ZSTD_CCtx *cctx = ZSTD_createCCtx();
 	if (!dst || !cctx) {
 		fprintf(stderr, "compress_bench: out of memory\n");
+		free(dst);
+		ZSTD_freeCCtx(cctx);
 		return 1;
 	}
 	printf("%-40s %8s %6s %6s %6s %12s %12s %9s %9s %6s\n", "file (blocks of the size asked)", "MB",
@@ -117,7 +119,7 @@ int main(int argc, char **argv)
 		}
 		qsort(tp, RUNS, sizeof *tp, cmp_double);
 		qsort(tz, RUNS, sizeof *tz, cmp_double);
-		double blocks = n ? (double)(n / bs) : 1, mb = (double)n / 1e6;
+		double blocks = n ? (double)n / (double)bs : 1, mb = (double)n / 1e6;
 		const char *name = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
 		printf("%-40.40s %8.1f %6.1f %6.1f %6.1f %12zu %12zu %9.0f %9.0f %5.2fx\n", name, mb,
 		       100.0 * (double)paths[FV_COMP_RAW] / blocks,
