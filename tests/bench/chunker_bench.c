@@ -16,37 +16,19 @@
 #include <time.h>
 
 #include "../../backupd/chunker.h"
+#include "bench.h"
 
 #define RUNS 5
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v)
-{
-	qsort(v, RUNS, sizeof *v, cmp_double);
-	return v[RUNS / 2];
-}
 
 /* Seconds to chunk all of d; *nchunks for the report and so that the work
  * cannot be optimised away. */
 static double chunk_once(const struct fv_chunker *c, const uint8_t *d, size_t n, size_t *nchunks)
 {
-	double t = now();
+	double t = fv_bench_now();
 	size_t k = 0;
 	for (size_t off = 0; off < n; k++)
 		off += fv_chunker_next(c, d + off, n - off, true);
-	t = now() - t;
+	t = fv_bench_now() - t;
 	*nchunks = k;
 	return t;
 }
@@ -65,7 +47,7 @@ static void bench(const char *name, const struct fv_chunker_params *p, const uin
 	}
 	for (int r = 0; r < RUNS; r++)
 		t[r] = chunk_once(&c, d, n, &k);
-	double s = median(t);
+	double s = fv_bench_median(t, RUNS);
 	double rate = (double)n / s / 1e6;
 	/* all but the last chunk skip min - 64 bytes */
 	double hashed = (double)(n - (k - 1) * (p->min - 64)) / s / 1e6;
@@ -96,12 +78,12 @@ int main(int argc, char **argv)
 
 	double t[RUNS];
 	for (int r = 0; r < RUNS; r++) {
-		double t0 = now();
+		double t0 = fv_bench_now();
 		memcpy(dst, d, n);
-		t[r] = now() - t0;
+		t[r] = fv_bench_now() - t0;
 		__asm__ volatile("" : : "r"(dst) : "memory"); /* keep the copy */
 	}
-	double mcpy = (double)n / median(t) / 1e6;
+	double mcpy = (double)n / fv_bench_median(t, RUNS) / 1e6;
 
 	const struct fv_chunker_params dflt = {FV_CHUNK_MIN_DEFAULT, FV_CHUNK_AVG_DEFAULT,
 					       FV_CHUNK_MAX_DEFAULT};

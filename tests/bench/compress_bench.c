@@ -21,22 +21,10 @@
 
 #include "../../backupd/compress.h"
 #include "../../backupd/config.h"
+#include "bench.h"
 
 #define RUNS 3
 #define MAX_BYTES (256u << 20)
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
 
 /* Read at most MAX_BYTES of path into *out; returns the length or -errno. */
 static long read_file(const char *path, uint8_t **out)
@@ -58,7 +46,7 @@ static double pass(ZSTD_CCtx *cctx, const struct fv_config *cfg, int policy, con
 		   size_t bs, uint8_t *dst, size_t cap, size_t *stored)
 {
 	*stored = 0;
-	double t = now();
+	double t = fv_bench_now();
 	for (size_t off = 0; off + bs <= n; off += bs) {
 		size_t c;
 		if (policy) {
@@ -70,7 +58,7 @@ static double pass(ZSTD_CCtx *cctx, const struct fv_config *cfg, int policy, con
 		}
 		*stored += c ? c : bs;
 	}
-	return now() - t;
+	return fv_bench_now() - t;
 }
 
 int main(int argc, char **argv)
@@ -117,8 +105,8 @@ int main(int argc, char **argv)
 			tp[r] = pass(cctx, &cfg, 1, d, n, bs, dst, cap, &sp);
 			tz[r] = pass(cctx, &cfg, 0, d, n, bs, dst, cap, &sz);
 		}
-		qsort(tp, RUNS, sizeof *tp, cmp_double);
-		qsort(tz, RUNS, sizeof *tz, cmp_double);
+		fv_bench_median(tp, RUNS);
+		fv_bench_median(tz, RUNS);
 		double blocks = n ? (double)n / (double)bs : 1, mb = (double)n / 1e6;
 		const char *name = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
 		printf("%-40.40s %8.1f %6.1f %6.1f %6.1f %12zu %12zu %9.0f %9.0f %5.2fx\n", name, mb,
