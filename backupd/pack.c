@@ -56,12 +56,13 @@ int fv_pack_writer_open(struct fv_pack_writer *w, int repofd)
 	fv_random(w->packid, FV_PACK_ID_LEN);
 	fv_hex(w->packid, FV_PACK_ID_LEN, hex);
 	snprintf(w->tmpname, sizeof w->tmpname, "tmp/pack-%s", hex);
-	w->fd = openat(repofd, w->tmpname, flags | O_DIRECT, 0600);
-	w->direct = w->fd >= 0;
-	if (w->fd < 0 && errno == EINVAL) /* a file system without O_DIRECT */
-		w->fd = openat(repofd, w->tmpname, flags, 0600);
+	w->fd = openat(repofd, w->tmpname, flags, 0600);
 	if (w->fd < 0)
 		return -errno;
+	/* Turned on after the creation: an open with O_DIRECT on a file system
+	 * without it (ramfs) fails only after creating the file. */
+	int fl = fcntl(w->fd, F_GETFL);
+	w->direct = fl >= 0 && fcntl(w->fd, F_SETFL, fl | O_DIRECT) == 0;
 	void *buf = NULL;
 	if (posix_memalign(&buf, FV_PACK_ALIGN, FV_PACK_WBUF) != 0) {
 		fv_pack_writer_abort(w, repofd);
