@@ -1,5 +1,5 @@
 /* compress: how a blob's body is compressed (contract in compress.h). */
-/* for ZSTD_c_literalCompressionMode (comp_setup) */
+/* for ZSTD_c_literalCompressionMode (compress_noisy) */
 #define ZSTD_STATIC_LINKING_ONLY
 #include "compress.h"
 
@@ -32,12 +32,22 @@
 #define NOISY_LEVEL (-10)
 #define NOISY_MAX_LEVEL 3
 
+/* sum(count^2) over the four histograms added up. */
+static uint64_t sum_squares(uint32_t c[4][256])
+{
+	uint64_t sq = 0;
+	for (size_t k = 0; k < 256; k++) {
+		uint64_t v = (uint64_t)c[0][k] + c[1][k] + c[2][k] + c[3][k];
+		sq += v * v;
+	}
+	return sq;
+}
+
 enum fv_comp_path fv_compress_choose(const uint8_t *data, size_t len)
 {
 	/* four histograms, so that runs of one byte value (text) do not make
 	 * every increment wait for the one before */
 	uint32_t c[4][256];
-	uint64_t sq = 0;
 	if (len < 2 * SAMPLE_N)
 		return FV_COMP_LEVEL;
 	memset(c, 0, sizeof c);
@@ -50,22 +60,12 @@ enum fv_comp_path fv_compress_choose(const uint8_t *data, size_t len)
 			c[2][q[j + 2]]++;
 			c[3][q[j + 3]]++;
 		}
-		if (i == SAMPLE_RUNS / 4 - 1) {
-			/* a quarter of the sample in: text and most database pages
-			 * (H2 under 5 bits) are plain already */
-			for (size_t k = 0; k < 256; k++) {
-				uint64_t v = (uint64_t)c[0][k] + c[1][k] + c[2][k] + c[3][k];
-				sq += v * v;
-			}
-			if (sq > SQ_QUARTER_PLAIN)
-				return FV_COMP_LEVEL;
-			sq = 0;
-		}
+		/* a quarter of the sample in: text and most database pages
+		 * (H2 under 5 bits) are plain already */
+		if (i == SAMPLE_RUNS / 4 - 1 && sum_squares(c) > SQ_QUARTER_PLAIN)
+			return FV_COMP_LEVEL;
 	}
-	for (size_t i = 0; i < 256; i++) {
-		uint64_t v = (uint64_t)c[0][i] + c[1][i] + c[2][i] + c[3][i];
-		sq += v * v;
-	}
+	uint64_t sq = sum_squares(c);
 	if (sq <= SQ_RAW)
 		return FV_COMP_RAW;
 	return sq <= SQ_NOISY ? FV_COMP_NOISY : FV_COMP_LEVEL;

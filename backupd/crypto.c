@@ -1,7 +1,6 @@
 #include "crypto.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 #include <string.h>

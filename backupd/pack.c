@@ -50,13 +50,12 @@ int fv_pack_writer_open(struct fv_pack_writer *w, int repofd)
 {
 	char hex[2 * FV_PACK_ID_LEN + 1];
 	uint8_t hdr[FV_PACK_HDR_LEN] = {0};
-	const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
 
 	memset(w, 0, sizeof *w);
 	fv_random(w->packid, FV_PACK_ID_LEN);
 	fv_hex(w->packid, FV_PACK_ID_LEN, hex);
 	snprintf(w->tmpname, sizeof w->tmpname, "tmp/pack-%s", hex);
-	w->fd = openat(repofd, w->tmpname, flags, 0600);
+	w->fd = openat(repofd, w->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0)
 		return -errno;
 	/* Turned on after the creation: an open with O_DIRECT on a file system
