@@ -135,6 +135,16 @@ static void names(const struct fv_repo *r, const struct fv_index_entry *ie, cons
 int fv_reader_read(struct fv_reader *rd, const struct fv_index_entry *ie, const uint8_t id[FV_ID_LEN],
 		   struct fv_buf *out, struct fv_err *e)
 {
+	out->len = 0;
+	uint8_t *o = fv_buf_grow(out, ie->rawlen);
+	if (!o && ie->rawlen)
+		return fv_err_set(e, -ENOMEM, "out of memory");
+	return fv_reader_read_to(rd, ie, id, o, e);
+}
+
+int fv_reader_read_to(struct fv_reader *rd, const struct fv_index_entry *ie, const uint8_t id[FV_ID_LEN],
+		      uint8_t *o, struct fv_err *e)
+{
 	const struct fv_repo *r = rd->r;
 	char hex[2 * FV_ID_LEN + 1], path[64];
 	uint8_t type = fv_index_type(ie);
@@ -142,7 +152,6 @@ int fv_reader_read(struct fv_reader *rd, const struct fv_index_entry *ie, const 
 	const uint8_t *sealed;
 	size_t sealed_len, plen;
 
-	out->len = 0;
 	int fd = pack_fd(rd, fv_index_pack(ie), e);
 	if (fd < 0)
 		return fd;
@@ -165,9 +174,6 @@ int fv_reader_read(struct fv_reader *rd, const struct fv_index_entry *ie, const 
 		return fv_err_set(e, -EUCLEAN, "repository %s: blob %.16s in %s failed authentication",
 				  r->path, hex, path);
 	}
-	uint8_t *o = fv_buf_grow(out, rawlen);
-	if (!o && rawlen)
-		return fv_err_set(e, -ENOMEM, "out of memory");
 	const char *bad = NULL;
 	if (p[0] == ENC_RAW) {
 		if (plen - 1 != rawlen)

@@ -76,6 +76,12 @@ int fv_reader_locate(const struct fv_repo *r, uint8_t type, const uint8_t id[FV_
 int fv_reader_read(struct fv_reader *rd, const struct fv_index_entry *ie, const uint8_t id[FV_ID_LEN],
 		   struct fv_buf *out, struct fv_err *e);
 
+/* fv_reader_read into dst, which holds ie->rawlen bytes (the caller
+ * chooses where the blob lands, e.g. at an alignment). On failure dst's
+ * content is unspecified. */
+int fv_reader_read_to(struct fv_reader *rd, const struct fv_index_entry *ie, const uint8_t id[FV_ID_LEN],
+		      uint8_t *dst, struct fv_err *e);
+
 /* fv_reader_locate, then fv_reader_read: fv_repo_get on rd's own state. */
 int fv_reader_get(struct fv_reader *rd, uint8_t type, const uint8_t id[FV_ID_LEN], struct fv_buf *out,
 		  struct fv_err *e);

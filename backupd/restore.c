@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "../common/fsutil.h"
+#include "dwrite.h"
 #include "reader.h"
 #include "workq.h"
 
@@ -41,6 +42,10 @@
 #define RESTORE_SLOTS 256
 #define RESTORE_BATCH 1024
 #define RESTORE_QUEUE 256
+/* Window buffers for files written with O_DIRECT (dwrite.h): at most this
+ * many MiB, shared by all files; when none is free, writes go through the
+ * page cache. */
+#define RESTORE_WINDOWS 32
 
 enum sel {
 	SEL_NONE,     /* not restored */
@@ -61,7 +66,7 @@ struct hlink_slot {
 
 /* A chunk a worker could not restore, or one the walker found beyond the
  * file's size; warned about by the walker when the file is finished. */
-enum { CF_BEYOND, CF_READ, CF_WRITE };
+enum { CF_BEYOND = 1, CF_READ, CF_WRITE }; /* 0: no failure */
 struct chunk_fail {
 	uint64_t off;
 	uint32_t len, index;
@@ -75,8 +80,10 @@ struct chunk_fail {
  * thread that drops it to zero hands the slot to the walker to finish. */
 struct fslot {
 	int fd;
-	char *path;          /* relative to the target, for messages */
-	struct fv_node node; /* moved out of its tree */
+	int dfd;              /* the same file with O_DIRECT, or -1 */
+	struct fv_dwrite *dw; /* when dfd >= 0: the windows workers put chunks in */
+	char *path;           /* relative to the target, for messages */
+	struct fv_node node;  /* moved out of its tree */
 	atomic_uint refs;
 	atomic_uint_fast64_t written; /* bytes written into this file */
 	atomic_bool stop;             /* a write failed: skip its other chunks */
@@ -99,7 +106,8 @@ struct rworker {
 	struct restore *c;
 	pthread_t tid;
 	struct fv_reader *rd;
-	struct fv_buf chunk;
+	uint8_t *abuf; /* every chunk read, FV_DWRITE_ALIGN-aligned */
+	size_t acap;
 };
 
 struct restore {
@@ -137,6 +145,7 @@ struct restore {
 	struct fv_workq work; /* struct witem, walker -> workers */
 	struct fv_workq done; /* uint32_t slot, workers -> walker; room for every slot */
 	struct fslot *slots;
+	struct fv_dwrite_pool *dpool; /* NULL: every file through the page cache */
 	uint32_t *free_slots, nfree, busy;
 	struct witem *batch;
 	size_t nbatch;
@@ -646,19 +655,52 @@ static int slot_fail(struct restore *c, struct fslot *s, int kind, int code, uin
 	return rc;
 }
 
+/* w->abuf with room for n bytes; -ENOMEM. It grows by whole MiB: at most
+ * 9 MiB for the largest chunk of 8 MiB, and a few reallocations. */
+static int abuf_reserve(struct rworker *w, size_t n)
+{
+	if (n <= w->acap)
+		return 0;
+	n = (n + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);
+	void *m;
+	if (posix_memalign(&m, FV_DWRITE_ALIGN, n) != 0)
+		return -ENOMEM;
+	free(w->abuf);
+	w->abuf = m;
+	w->acap = n;
+	return 0;
+}
+
+/* Read the chunk of it into w->abuf; for a file with a dwrite at the
+ * offset's alignment (dwrite.h: whole windows go out without a copy).
+ * *data is where it landed. */
+static int read_chunk(struct rworker *w, const struct fslot *s, const struct witem *it, uint8_t **data,
+		      struct fv_err *le)
+{
+	size_t pad = s->dw ? it->off & (FV_DWRITE_ALIGN - 1) : 0;
+	if (it->ie->rawlen != it->len)
+		return fv_err_set(le, -EUCLEAN, "data blob has %" PRIu32 " bytes, the tree says %" PRIu32,
+				  it->ie->rawlen, it->len);
+	if (abuf_reserve(w, pad + it->len + FV_DWRITE_ALIGN) < 0)
+		return fv_err_set(le, -ENOMEM, "out of memory");
+	*data = w->abuf + pad;
+	return fv_reader_read_to(w->rd, it->ie, it->id, *data, le);
+}
+
 /* Read one chunk and write it at its place; false when the restore must
- * stop (worker_fatal was called). */
+ * stop (worker_fatal was called). A chunk of a file with a dwrite that is
+ * not written is skipped there, so that its range stays a hole. */
 static bool worker_item(struct rworker *w, const struct witem *it)
 {
 	struct restore *c = w->c;
 	struct fslot *s = &c->slots[it->slot];
 	struct fv_err le;
+	uint8_t *data = NULL;
+	int rc;
+
 	if (atomic_load_explicit(&s->stop, memory_order_relaxed))
-		return true;
-	int rc = fv_reader_read(w->rd, it->ie, it->id, &w->chunk, &le);
-	if (rc == 0 && w->chunk.len != it->len)
-		rc = fv_err_set(&le, -EUCLEAN, "data blob has %zu bytes, the tree says %" PRIu32,
-				w->chunk.len, it->len);
+		goto skip;
+	rc = read_chunk(w, s, it, &data, &le);
 	if (rc == -ENOMEM) {
 		worker_fatal(c, rc, "%s: %s", s->path, le.msg);
 		return false;
@@ -666,28 +708,32 @@ static bool worker_item(struct rworker *w, const struct witem *it)
 	if (rc < 0) {
 		/* The rest of the file is still worth having: the bad range
 		 * stays a hole and the return says EUCLEAN. */
-		if (slot_fail(c, s, CF_READ, rc, it->off, it->len, 0, le.msg) < 0) {
-			worker_fatal(c, -ENOMEM, "%s: out of memory", s->path);
-			return false;
-		}
-		return true;
+		if (slot_fail(c, s, CF_READ, rc, it->off, it->len, 0, le.msg) < 0)
+			goto oom;
+		goto skip;
 	}
-	rc = fv_pwrite_full(s->fd, w->chunk.data, it->len, (off_t)it->off);
+	rc = s->dw ? fv_dwrite_put(s->dw, data, it->len, it->off)
+		   : fv_pwrite_full(s->fd, data, it->len, (off_t)it->off);
 	if (rc < 0) {
 		if (write_fatal(rc)) {
 			worker_fatal(c, rc, "cannot write %s/%s: %s", c->o->target, s->path, strerror(-rc));
 			return false;
 		}
 		atomic_store(&s->stop, true);
-		if (slot_fail(c, s, CF_WRITE, rc, it->off, it->len, 0, NULL) < 0) {
-			worker_fatal(c, -ENOMEM, "%s: out of memory", s->path);
-			return false;
-		}
-		return true;
+		if (slot_fail(c, s, CF_WRITE, rc, it->off, it->len, 0, NULL) < 0)
+			goto oom;
+		goto skip;
 	}
 	atomic_fetch_add_explicit(&s->written, it->len, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->written, it->len, memory_order_relaxed);
 	return true;
+skip:
+	if (s->dw && fv_dwrite_skip(s->dw, it->off, it->len) < 0)
+		goto oom;
+	return true;
+oom:
+	worker_fatal(c, -ENOMEM, "%s: out of memory", s->path);
+	return false;
 }
 
 static void *worker_main(void *arg)
@@ -771,6 +817,11 @@ static void slot_release(struct restore *c, uint32_t si)
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
+	fv_dwrite_free(s->dw);
+	s->dw = NULL;
+	if (s->dfd >= 0)
+		close(s->dfd);
+	s->dfd = -1;
 	free(s->path);
 	s->path = NULL;
 	fv_node_free(&s->node);
@@ -815,6 +866,16 @@ static int file_finish(struct restore *c, uint32_t si)
 	}
 	c->damaged += damage;
 	c->st->bytes += written;
+	if (s->dw && (rc = fv_dwrite_finish(s->dw)) < 0) {
+		if (write_fatal(rc)) {
+			fv_err_sys(c->e, rc, "cannot write %s/%s", c->o->target, s->path);
+			goto out;
+		}
+		if (!write_warned)
+			warn(c, rc, "cannot write");
+		rc = 0;
+		bad = true;
+	}
 	if (ftruncate(s->fd, (off_t)n->size) < 0) {
 		rc = -errno;
 		if (write_fatal(rc)) {
@@ -902,7 +963,9 @@ static int data_start(struct restore *c)
 	c->batch = calloc(RESTORE_BATCH, sizeof *c->batch);
 	c->w = calloc(c->nthreads, sizeof *c->w);
 	for (uint32_t i = 0; c->slots && i < RESTORE_SLOTS; i++)
-		c->slots[i].fd = -1;
+		c->slots[i].fd = c->slots[i].dfd = -1;
+	if (rc == 0)
+		rc = fv_dwrite_pool_new(&c->dpool, RESTORE_WINDOWS);
 	if (rc < 0 || !c->slots || !c->free_slots || !c->batch || !c->w)
 		return fv_err_set(c->e, -ENOMEM, "restore: out of memory");
 	for (uint32_t i = 0; i < RESTORE_SLOTS; i++)
@@ -952,13 +1015,14 @@ static void data_stop(struct restore *c)
 		pthread_join(c->w[t].tid, NULL);
 	for (unsigned t = 0; c->w && t < c->nthreads; t++) {
 		fv_reader_close(c->w[t].rd);
-		fv_buf_free(&c->w[t].chunk);
+		free(c->w[t].abuf);
 	}
 	for (uint32_t i = 0; c->slots && i < RESTORE_SLOTS; i++) {
 		if (c->free_slots && (c->slots[i].path || c->slots[i].fd >= 0))
 			slot_release(c, i);
 		free(c->slots[i].fails);
 	}
+	fv_dwrite_pool_free(c->dpool); /* after the slots gave their windows back */
 	fv_workq_fini(&c->work);
 	fv_workq_fini(&c->done);
 	pthread_mutex_destroy(&c->mu);
@@ -969,6 +1033,47 @@ static void data_stop(struct restore *c)
 }
 
 /* ---- regular files ---- */
+
+/* Where chunk i of n is: 0 and *ie, or the kind of failure (CF_BEYOND, or
+ * CF_READ with the message in c->tmp) with its -errno in *code. */
+static int chunk_locate(struct restore *c, const struct fv_node *n, uint32_t i,
+			const struct fv_index_entry **ie, int *code)
+{
+	const struct fv_chunkref *ref = &n->chunks[i];
+	if (ref->off > (uint64_t)INT64_MAX - ref->len || ref->off + ref->len > n->size) {
+		*code = -EUCLEAN;
+		return CF_BEYOND;
+	}
+	*code = fv_reader_locate(c->r, FV_OBJ_DATA, ref->id, ie, &c->tmp);
+	return *code < 0 ? CF_READ : 0;
+}
+
+/* Give slot s a dwrite when its file is large enough and the file system
+ * takes O_DIRECT; declare the chunks the workers will get. Without one
+ * (any failure here) the file goes through the page cache, as before. */
+static void dwrite_attach(struct restore *c, struct fslot *s)
+{
+	const struct fv_node *n = &s->node;
+	char p[64];
+	if (!c->dpool || n->size < FV_DWRITE_MIN)
+		return;
+	/* the inode we created, whatever happens to its name meanwhile */
+	snprintf(p, sizeof p, "/proc/self/fd/%d", s->fd);
+	s->dfd = open(p, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	if (s->dfd < 0)
+		return;
+	if (fv_dwrite_new(&s->dw, c->dpool, s->fd, s->dfd, n->size) < 0) {
+		close(s->dfd);
+		s->dfd = -1;
+		return;
+	}
+	for (uint32_t i = 0; i < n->nchunks; i++) {
+		const struct fv_index_entry *ie;
+		int code;
+		if (chunk_locate(c, n, i, &ie, &code) == 0)
+			fv_dwrite_expect(s->dw, n->chunks[i].off, n->chunks[i].len);
+	}
+}
 
 /* Create n's file and hand its chunks to the workers; n is moved into the
  * file's slot (the tree keeps an empty node). */
@@ -1025,13 +1130,15 @@ static int restore_file(struct restore *c, int dirfd, struct fv_node *n)
 	atomic_store(&s->refs, 1);
 	atomic_store(&s->written, 0);
 	atomic_store(&s->stop, false);
+	/* before the first chunk is queued: a window must know all it expects */
+	dwrite_attach(c, s);
 	for (uint32_t i = 0; i < n->nchunks; i++) {
 		const struct fv_chunkref *ref = &n->chunks[i];
 		const struct fv_index_entry *ie;
-		if (ref->off > (uint64_t)INT64_MAX - ref->len || ref->off + ref->len > n->size) {
-			rc = slot_fail(c, s, CF_BEYOND, -EUCLEAN, ref->off, ref->len, i, NULL);
-		} else if ((rc = fv_reader_locate(c->r, FV_OBJ_DATA, ref->id, &ie, &c->tmp)) < 0) {
-			rc = slot_fail(c, s, CF_READ, rc, ref->off, ref->len, i, c->tmp.msg);
+		int code, kind = chunk_locate(c, n, i, &ie, &code);
+		if (kind) {
+			rc = slot_fail(c, s, kind, code, ref->off, ref->len, i,
+				       kind == CF_READ ? c->tmp.msg : NULL);
 		} else {
 			if (c->nbatch == RESTORE_BATCH)
 				rc = batch_flush(c);

@@ -17,7 +17,9 @@
  *     reads chunks (frame checksum, unseal, decompress; the id is
  *     recomputed only with verify or without encryption) and
  *     pwrites each at its offset into a file the walker opened, so chunks
- *     of one file may be written by different workers.
+ *     of one file may be written by different workers. Files of 256 KiB
+ *     and more are written with O_DIRECT, assembled in 1 MiB windows
+ *     (backupd/dwrite.h), where the file system allows it.
  *   - They talk through two bounded queues (backupd/workq.h): walker ->
  *     workers, chunks to write (the walker sorts up to 1024 at a time by
  *     pack and offset, so packs are read front to back); workers -> walker,
@@ -27,13 +29,15 @@
  *     the restore (disk full, out of memory) shuts both queues down, which
  *     ends every wait, so nothing hangs.
  * Memory budget, on top of the trees of the current path: per worker its
- * three buffers (frame, plaintext, chunk), which grow in powers of two to
- * the largest chunk read: with the default 8 MiB largest chunk at most
- * 16 + 16 + 8 MiB = 41,943,040 bytes, plus a zstd context (95,992 bytes);
- * shared, 86,016 bytes (256 file slots of 208 bytes, 1024 + 256 queued
- * chunks of 24 bytes, the finished-files queue and the free list) plus the
- * nodes (48 bytes per chunk) and paths of the at most 256 files open. For
- * 2 workers: 84,164,080 bytes plus those nodes; --verify adds the walker's
+ * three buffers: frame and plaintext, which grow in powers of two to the
+ * largest chunk read, and the chunk itself, aligned, in whole MiB: with the
+ * default 8 MiB largest chunk at most 16 + 16 + 9 MiB = 44,040,192 bytes,
+ * plus a zstd context (95,992 bytes); shared, the windows of files written
+ * with O_DIRECT (backupd/dwrite.h; 32 x 1 MiB, allocated as needed) and
+ * 98,304 bytes (256 file slots of 216 bytes, 1024 + 256 queued chunks of 32
+ * bytes, the finished-files queue and the free list) plus the nodes (48
+ * bytes per chunk) and paths of the at most 256 files open. For 2 workers:
+ * 121,925,104 bytes plus those nodes; --verify adds the walker's
  * one chunk buffer (8 MiB). Fds: 256 files, 4 packs per worker, one per
  * directory level.
  */
