@@ -164,6 +164,15 @@ static void fill(struct file *f, uint64_t from, uint64_t to, uint64_t *seed)
 		f->want[i] = (uint8_t)(rnd(seed) >> 24);
 }
 
+/* Random bytes over all of f, put in random pieces. */
+static int write_random(struct fv_dwrite_pool *pool, struct file *f, uint64_t seed)
+{
+	struct piece p[64];
+	fill(f, 0, f->size, &seed);
+	size_t n = cut(p, 0, 0, f->size, &seed);
+	return write_all(pool, f, p, n, seed);
+}
+
 /* A file with an unaligned size, a hole across two windows, pieces of
  * every size (some covering whole windows): the content is exact, the hole
  * is still a hole. Five shuffles. */
@@ -231,17 +240,14 @@ FV_TEST(skipped_range_stays_a_hole_in_a_reused_window)
 FV_TEST(without_o_direct_writes_plainly)
 {
 	struct file f;
-	uint64_t seed = 5;
+	const uint64_t seed = 5;
 	FV_REQUIRE(file_open(&f, 4 * MIB + 17) == 0);
 	if (f.dfd >= 0)
 		close(f.dfd);
 	f.dfd = -1;
 	struct fv_dwrite_pool *pool;
 	FV_REQUIRE(fv_dwrite_pool_new(&pool, 2) == 0);
-	fill(&f, 0, f.size, &seed);
-	struct piece p[64];
-	size_t n = cut(p, 0, 0, f.size, &seed);
-	FV_CHECK_EQ(write_all(pool, &f, p, n, seed), 0);
+	FV_CHECK_EQ(write_random(pool, &f, seed), 0);
 	FV_CHECK(same_content(&f));
 	fv_dwrite_pool_free(pool);
 	file_close(&f);
@@ -252,7 +258,7 @@ FV_TEST(without_o_direct_writes_plainly)
 FV_TEST(complete_windows_bypass_the_page_cache)
 {
 	struct file f;
-	uint64_t seed = 11;
+	const uint64_t seed = 11;
 	FV_REQUIRE(file_open(&f, 4 * MIB) == 0);
 	struct statfs fs;
 	FV_REQUIRE(fstatfs(f.fd, &fs) == 0);
@@ -266,10 +272,7 @@ FV_TEST(complete_windows_bypass_the_page_cache)
 	}
 	struct fv_dwrite_pool *pool;
 	FV_REQUIRE(fv_dwrite_pool_new(&pool, 4) == 0);
-	fill(&f, 0, f.size, &seed);
-	struct piece p[64];
-	size_t n = cut(p, 0, 0, f.size, &seed);
-	FV_CHECK_EQ(write_all(pool, &f, p, n, seed), 0);
+	FV_CHECK_EQ(write_random(pool, &f, seed), 0);
 	void *m = mmap(NULL, f.size, PROT_READ, MAP_SHARED, f.fd, 0);
 	FV_REQUIRE(m != MAP_FAILED);
 	size_t pages = f.size / 4096, resident = 0;
