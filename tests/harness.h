@@ -104,7 +104,7 @@ static inline int fv_test_main(const struct fv_test_case *cases, size_t n, int a
 	return failed ? 1 : 0;
 }
 
-/* FV_TESTS(a, b, c): up to 16 cases. */
+/* FV_TESTS(a, b, c): up to 20 cases. */
 #define FV_T_E1(a) FV_T_ENTRY(a)
 #define FV_T_E2(a, ...) FV_T_ENTRY(a) FV_T_E1(__VA_ARGS__)
 #define FV_T_E3(a, ...) FV_T_ENTRY(a) FV_T_E2(__VA_ARGS__)
@@ -121,15 +121,21 @@ static inline int fv_test_main(const struct fv_test_case *cases, size_t n, int a
 #define FV_T_E14(a, ...) FV_T_ENTRY(a) FV_T_E13(__VA_ARGS__)
 #define FV_T_E15(a, ...) FV_T_ENTRY(a) FV_T_E14(__VA_ARGS__)
 #define FV_T_E16(a, ...) FV_T_ENTRY(a) FV_T_E15(__VA_ARGS__)
-#define FV_T_GET(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, M, ...) M
-#define FV_TESTS(...)                                                                                     \
-	int main(int argc, char **argv)                                                                   \
-	{                                                                                                 \
-		static const struct fv_test_case cases[] = {                                              \
-			FV_T_GET(__VA_ARGS__, FV_T_E16, FV_T_E15, FV_T_E14, FV_T_E13, FV_T_E12, FV_T_E11, \
-				 FV_T_E10, FV_T_E9, FV_T_E8, FV_T_E7, FV_T_E6, FV_T_E5, FV_T_E4, FV_T_E3, \
-				 FV_T_E2, FV_T_E1)(__VA_ARGS__)};                                         \
-		return fv_test_main(cases, sizeof cases / sizeof cases[0], argc, argv);                   \
+#define FV_T_E17(a, ...) FV_T_ENTRY(a) FV_T_E16(__VA_ARGS__)
+#define FV_T_E18(a, ...) FV_T_ENTRY(a) FV_T_E17(__VA_ARGS__)
+#define FV_T_E19(a, ...) FV_T_ENTRY(a) FV_T_E18(__VA_ARGS__)
+#define FV_T_E20(a, ...) FV_T_ENTRY(a) FV_T_E19(__VA_ARGS__)
+#define FV_T_GET(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, _18, _19, _20, \
+		 M, ...)                                                                                    \
+	M
+#define FV_TESTS(...)                                                                                        \
+	int main(int argc, char **argv)                                                                      \
+	{                                                                                                    \
+		static const struct fv_test_case cases[] = {FV_T_GET(                                        \
+			__VA_ARGS__, FV_T_E20, FV_T_E19, FV_T_E18, FV_T_E17, FV_T_E16, FV_T_E15, FV_T_E14,   \
+			FV_T_E13, FV_T_E12, FV_T_E11, FV_T_E10, FV_T_E9, FV_T_E8, FV_T_E7, FV_T_E6, FV_T_E5, \
+			FV_T_E4, FV_T_E3, FV_T_E2, FV_T_E1)(__VA_ARGS__)};                                   \
+		return fv_test_main(cases, sizeof cases / sizeof cases[0], argc, argv);                      \
 	}
 
 #endif

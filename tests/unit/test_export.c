@@ -12,8 +12,10 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdbool.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -1254,6 +1256,83 @@ static void *hammer_main(void *arg)
 	return NULL;
 }
 
+/* Pages of path's first len bytes in the page cache, or -1 when the kernel
+ * cannot tell (cachestat, Linux 6.5). */
+static long cached_pages(const char *path, uint64_t len)
+{
+	struct {
+		uint64_t off, len;
+	} r = {0, len};
+	struct {
+		uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+	} cs;
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	long rc = syscall(451 /* cachestat */, fd, &r, &cs, 0) == 0 ? (long)cs.nr_cache : -1;
+	close(fd);
+	return rc;
+}
+
+#define COLD_SIZE ((3u << 20) + 1234u)
+
+/* Large READs of a file that is not in the page cache come straight from
+ * the disk (O_DIRECT: the server's page cache stays as it was), bytes and
+ * the short end of the file as through the page cache; a file with bytes
+ * written but not yet on the disk, and one already cached, read as
+ * before. */
+FV_TEST(read_cold)
+{
+	struct tree t;
+	FV_REQUIRE(tree_make(&t, 0));
+	char p[512];
+	at(&t, p, "cold");
+	FV_REQUIRE(write_file(p, COLD_SIZE) == 0);
+	int fd = open(p, O_RDWR);
+	FV_REQUIRE(fd >= 0 && fsync(fd) == 0);
+	FV_REQUIRE(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+	/* a page cache that lets go of a synced file: a disk, where
+	 * O_DIRECT reads can be told apart (not tmpfs) */
+	bool disk = cached_pages(p, COLD_SIZE) == 0;
+	uint8_t *buf = mmap(NULL, 1u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	FV_REQUIRE(buf != MAP_FAILED);
+	struct fv_fs_attr a, b;
+	uint64_t h;
+	uint32_t got;
+	FV_REQUIRE(lookup(&t, FV_FS_ROOT, "cold", &a) == 0);
+	FV_REQUIRE(fv_export_open_node(t.x, 0, a.node, O_RDONLY, &h, &b) == 0);
+	for (int pass = 0; pass < 3; pass++) {
+		if (pass == 1) { /* bytes not on the disk yet: they must be read */
+			static const uint8_t fresh[8] = "fresh!!";
+			FV_REQUIRE(pwrite(fd, fresh, sizeof fresh, (1u << 20) + 100) == sizeof fresh);
+		}
+		bool ok = true;
+		uint64_t total = 0;
+		for (uint64_t off = 0; off < COLD_SIZE; off += 1u << 20) {
+			FV_CHECK_EQ(fv_export_read(t.x, h, off, 1u << 20, buf, &got), 0);
+			uint32_t want = COLD_SIZE - off < (1u << 20) ? (uint32_t)(COLD_SIZE - off) : 1u << 20;
+			FV_CHECK_EQ(got, want);
+			for (uint32_t k = 0; k < got; k++) {
+				uint64_t i = off + k;
+				bool fresh = pass > 0 && i >= (1u << 20) + 100 && i < (1u << 20) + 108;
+				ok &= buf[k] ==
+				      (fresh ? (uint8_t) "fresh!!"[i - (1u << 20) - 100] : pattern(i));
+			}
+			total += got;
+		}
+		FV_CHECK(ok);
+		FV_CHECK_EQ(total, COLD_SIZE);
+		if (pass == 0 && disk)
+			FV_CHECK_EQ(cached_pages(p, COLD_SIZE), 0); /* read without filling the cache */
+	}
+	FV_CHECK_EQ(fv_export_read(t.x, h, COLD_SIZE, 1u << 20, buf, &got), 0);
+	FV_CHECK_EQ(got, 0);
+	FV_CHECK_EQ(fv_export_release(t.x, h), 0);
+	close(fd);
+	munmap(buf, 1u << 20);
+	tree_free(&t);
+}
+
 FV_TEST(threads)
 {
 	struct tree t;
@@ -1411,4 +1490,4 @@ FV_TEST(tcp_loopback)
 
 FV_TESTS(every_kind, read_offsets, links_not_followed, bad_names, crafted_ids, read_only, handle_limit,
 	 forget, replaced_on_disk, malformed, readdir_cookies, requests, few_descriptors, names_and_parents,
-	 threads, tcp_loopback)
+	 threads, tcp_loopback, read_cold)
