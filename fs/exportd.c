@@ -55,7 +55,8 @@ static const char usage_text[] =
 	"  -c, --config FILE      configuration file (default " DEFAULT_CONFIG " if it exists)\n"
 	"      --conf-dir DIR     node.key and authorized_peers (default " DEFAULT_CONF_DIR ";\n"
 	"                         config: conf_dir=)\n"
-	"      --threads N        worker threads (default: online CPUs; config: threads=)\n"
+	"      --threads N        worker threads (default: twice the online CPUs, at least 4;\n"
+	"                         config: threads=)\n"
 	"      --poll-us US       RDMA polling mode: each link polls for requests this long\n"
 	"                         before it sleeps (0-1000000, default 0; config: poll_us=)\n"
 	"      --require-encrypt  refuse integrity-only sessions (config: require_encrypt=yes)\n"
@@ -413,6 +414,16 @@ static int wait_signal(struct exportd *d, const struct cfg *c, struct fv_tp_serv
 	}
 }
 
+/* Worker threads when none are configured: twice the online CPUs, at least
+ * 4. Large READs of cold files go to the disk with O_DIRECT (export.c), so a
+ * worker mostly waits for the disk, and the reads in flight at once, which
+ * keep the disk and the link busy, are the workers. */
+static int default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	n = n > 0 ? 2 * n : 4;
+	return n < 4 ? 4 : n > THREADS_MAX ? THREADS_MAX : (int)n;
+}
 static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path *listen, size_t nlisten)
 {
 	struct fv_tp_node_key key;
@@ -442,7 +453,7 @@ static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path
 				      .listen = listen,
 				      .nlisten = nlisten,
 				      .require_encrypt = c->require_encrypt,
-				      .threads = (int)c->threads,
+				      .threads = c->threads ? (int)c->threads : default_threads(),
 				      .poll_us = (int)c->poll_us,
 				      .handler = handler,
 				      .ud = d,

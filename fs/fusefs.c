@@ -113,7 +113,7 @@ static const char usage_text[] =
 	"                     before it fails with EIO (default 60)\n"
 	"  attr_timeout=S     how long the kernel caches attributes (default 1)\n"
 	"  entry_timeout=S    how long the kernel caches names (default 1)\n"
-	"  readahead=N        1 MiB chunks read ahead of a sequential reader (0-16, default 4)\n"
+	"  readahead=N        1 MiB chunks read ahead of a sequential reader (0-16, default 8)\n"
 	"  threads=N          FUSE worker threads at most (default 16)\n"
 	"  max_read=BYTES     largest read request (default and at most 1048576)\n"
 	"  openahead=N        small files opened ahead of a reader that opens them in\n"
@@ -1614,7 +1614,7 @@ static int parse_opts(struct opts *o, struct fs *fs, struct setup *s)
 	}
 	s->timeout = 60;
 	fs->attr_timeout = fs->entry_timeout = 1;
-	fs->ra_slots = 4;
+	fs->ra_slots = 8;
 	fs->ahead_window = 8;
 	fs->max_read = IO_MAX;
 	s->threads = 16;
