@@ -1054,14 +1054,14 @@ static int chunk_locate(struct restore *c, const struct fv_node *n, uint32_t i,
 static void dwrite_attach(struct restore *c, struct fslot *s)
 {
 	const struct fv_node *n = &s->node;
-	char p[64];
 	if (!c->dpool || n->size < FV_DWRITE_MIN)
 		return;
 	/* the inode we created, whatever happens to its name meanwhile */
-	snprintf(p, sizeof p, "/proc/self/fd/%d", s->fd);
-	s->dfd = open(p, O_WRONLY | O_DIRECT | O_CLOEXEC);
-	if (s->dfd < 0)
+	s->dfd = fv_reopen(s->fd, O_WRONLY | O_DIRECT);
+	if (s->dfd < 0) {
+		s->dfd = -1;
 		return;
+	}
 	if (fv_dwrite_new(&s->dw, c->dpool, s->fd, s->dfd, n->size) < 0) {
 		close(s->dfd);
 		s->dfd = -1;

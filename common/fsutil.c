@@ -259,3 +259,11 @@ int fv_dir_names(int dirfd, const char *path, int skip_hidden, char ***names, si
 	*n = cnt;
 	return 0;
 }
+
+int fv_reopen(int fd, int flags)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	int nfd = open(path, flags | O_CLOEXEC);
+	return nfd < 0 ? -errno : nfd;
+}

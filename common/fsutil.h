@@ -43,4 +43,11 @@ void fv_names_free(char **v, size_t n);
  * fine. Returns 0 or -errno. */
 int fv_mkdir_p(int dirfd, const char *path, mode_t mode);
 
+/* Open the file fd refers to (any kind of descriptor, O_PATH included)
+ * again, with flags (O_CLOEXEC added), through /proc/self/fd: the same
+ * inode whatever happened to its name since. Returns the new descriptor or
+ * -errno (-ENOENT without /proc, -EINVAL for O_DIRECT on a file system
+ * without it). */
+int fv_reopen(int fd, int flags);
+
 #endif

@@ -45,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/fsutil.h"
+
 #define DEFAULT_MAX_DIRS (1u << 20)
 /* A READ of at least DIRECT_MIN bytes, aligned to DIRECT_ALIGN (offset,
  * size and buffer: the strictest logical block size O_DIRECT asks for),
@@ -712,15 +714,6 @@ out:
 	return rc;
 }
 
-/* Open the inode of O_PATH descriptor pfd for real (no name looked up). */
-static int reopen(int pfd, int flags)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/self/fd/%d", pfd);
-	int fd = open(path, flags | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
-}
-
 /* Open regular file node for reading: a descriptor in *fd, checked to be
  * the node's file, and its stat in *st. */
 static int open_file(struct fv_export *x, struct node *n, uint32_t flags, int *fdp, struct stat *st)
@@ -734,9 +727,9 @@ static int open_file(struct fv_export *x, struct node *n, uint32_t flags, int *f
 		goto out;
 	/* O_NOATIME needs the file's owner or CAP_FOWNER: a backup read should
 	 * leave atime alone where it may. */
-	fd = reopen(pfd, O_RDONLY | O_NOATIME);
+	fd = fv_reopen(pfd, O_RDONLY | O_NOATIME);
 	if (fd == -EPERM)
-		fd = reopen(pfd, O_RDONLY);
+		fd = fv_reopen(pfd, O_RDONLY);
 	if (fd < 0) {
 		rc = fd;
 		goto out;
@@ -934,9 +927,9 @@ static ssize_t read_direct(int fd, void *buf, uint32_t size, uint64_t offset)
 	if (size < DIRECT_MIN || offset % DIRECT_ALIGN || size % DIRECT_ALIGN ||
 	    (uintptr_t)buf % DIRECT_ALIGN || !cold(fd, offset, size))
 		return -EAGAIN;
-	int dfd = reopen(fd, O_RDONLY | O_NOATIME | O_DIRECT);
+	int dfd = fv_reopen(fd, O_RDONLY | O_NOATIME | O_DIRECT);
 	if (dfd == -EPERM)
-		dfd = reopen(fd, O_RDONLY | O_DIRECT);
+		dfd = fv_reopen(fd, O_RDONLY | O_DIRECT);
 	if (dfd < 0)
 		return -EAGAIN; /* EINVAL: no O_DIRECT on this file system */
 	ssize_t r;
