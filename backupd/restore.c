@@ -1048,13 +1048,16 @@ static int chunk_locate(struct restore *c, const struct fv_node *n, uint32_t i,
 	return *code < 0 ? CF_READ : 0;
 }
 
-/* Give slot s a dwrite when its file is large enough and the file system
- * takes O_DIRECT; declare the chunks the workers will get. Without one
- * (any failure here) the file goes through the page cache, as before. */
+/* Give slot s a dwrite when its file is large enough, at least half data,
+ * and the file system takes O_DIRECT; declare the chunks the workers will
+ * get. Without one (any failure here) the file goes through the page
+ * cache, as before. */
 static void dwrite_attach(struct restore *c, struct fslot *s)
 {
 	const struct fv_node *n = &s->node;
-	if (!c->dpool || n->size < FV_DWRITE_MIN)
+	/* mostly holes: the windows would be mostly plain, and their table
+	 * (16 bytes per MiB of size) would grow with the size, not the data */
+	if (!c->dpool || n->size < FV_DWRITE_MIN || data_bytes(n) < n->size / 2)
 		return;
 	/* the inode we created, whatever happens to its name meanwhile */
 	s->dfd = fv_reopen(s->fd, O_WRONLY | O_DIRECT);

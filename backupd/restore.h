@@ -18,8 +18,8 @@
  *     recomputed only with verify or without encryption) and
  *     pwrites each at its offset into a file the walker opened, so chunks
  *     of one file may be written by different workers. Files of 256 KiB
- *     and more are written with O_DIRECT, assembled in 1 MiB windows
- *     (backupd/dwrite.h), where the file system allows it.
+ *     and more, at least half data, are written with O_DIRECT, assembled
+ *     in 1 MiB windows (backupd/dwrite.h), where the file system allows it.
  *   - They talk through two bounded queues (backupd/workq.h): walker ->
  *     workers, chunks to write (the walker sorts up to 1024 at a time by
  *     pack and offset, so packs are read front to back); workers -> walker,
