@@ -66,7 +66,7 @@ struct hlink_slot {
 
 /* A chunk a worker could not restore, or one the walker found beyond the
  * file's size; warned about by the walker when the file is finished. */
-enum { CF_BEYOND = 1, CF_READ, CF_WRITE }; /* 0: no failure */
+enum { CF_BEYOND, CF_READ, CF_WRITE };
 struct chunk_fail {
 	uint64_t off;
 	uint32_t len, index;
@@ -1034,18 +1034,10 @@ static void data_stop(struct restore *c)
 
 /* ---- regular files ---- */
 
-/* Where chunk i of n is: 0 and *ie, or the kind of failure (CF_BEYOND, or
- * CF_READ with the message in c->tmp) with its -errno in *code. */
-static int chunk_locate(struct restore *c, const struct fv_node *n, uint32_t i,
-			const struct fv_index_entry **ie, int *code)
+/* A chunk that does not lie within its file (a damaged tree). */
+static bool chunk_beyond(const struct fv_node *n, const struct fv_chunkref *ref)
 {
-	const struct fv_chunkref *ref = &n->chunks[i];
-	if (ref->off > (uint64_t)INT64_MAX - ref->len || ref->off + ref->len > n->size) {
-		*code = -EUCLEAN;
-		return CF_BEYOND;
-	}
-	*code = fv_reader_locate(c->r, FV_OBJ_DATA, ref->id, ie, &c->tmp);
-	return *code < 0 ? CF_READ : 0;
+	return ref->off > (uint64_t)INT64_MAX - ref->len || ref->off + ref->len > n->size;
 }
 
 /* Give slot s a dwrite when its file is large enough, at least half data,
@@ -1070,12 +1062,10 @@ static void dwrite_attach(struct restore *c, struct fslot *s)
 		s->dfd = -1;
 		return;
 	}
-	for (uint32_t i = 0; i < n->nchunks; i++) {
-		const struct fv_index_entry *ie;
-		int code;
-		if (chunk_locate(c, n, i, &ie, &code) == 0)
+	/* a chunk not in the index is skipped when the walker meets it */
+	for (uint32_t i = 0; i < n->nchunks; i++)
+		if (!chunk_beyond(n, &n->chunks[i]))
 			fv_dwrite_expect(s->dw, n->chunks[i].off, n->chunks[i].len);
-	}
 }
 
 /* Create n's file and hand its chunks to the workers; n is moved into the
@@ -1138,10 +1128,12 @@ static int restore_file(struct restore *c, int dirfd, struct fv_node *n)
 	for (uint32_t i = 0; i < n->nchunks; i++) {
 		const struct fv_chunkref *ref = &n->chunks[i];
 		const struct fv_index_entry *ie;
-		int code, kind = chunk_locate(c, n, i, &ie, &code);
-		if (kind) {
-			rc = slot_fail(c, s, kind, code, ref->off, ref->len, i,
-				       kind == CF_READ ? c->tmp.msg : NULL);
+		if (chunk_beyond(n, ref)) {
+			rc = slot_fail(c, s, CF_BEYOND, -EUCLEAN, ref->off, ref->len, i, NULL);
+		} else if ((rc = fv_reader_locate(c->r, FV_OBJ_DATA, ref->id, &ie, &c->tmp)) < 0) {
+			rc = slot_fail(c, s, CF_READ, rc, ref->off, ref->len, i, c->tmp.msg);
+			if (rc == 0 && s->dw) /* declared, never put: a hole */
+				rc = fv_dwrite_skip(s->dw, ref->off, ref->len);
 		} else {
 			if (c->nbatch == RESTORE_BATCH)
 				rc = batch_flush(c);
