@@ -927,9 +927,10 @@ static ssize_t read_direct(int fd, void *buf, uint32_t size, uint64_t offset)
 	if (size < DIRECT_MIN || offset % DIRECT_ALIGN || size % DIRECT_ALIGN ||
 	    (uintptr_t)buf % DIRECT_ALIGN || !cold(fd, offset, size))
 		return -EAGAIN;
-	int dfd = fv_reopen(fd, O_RDONLY | O_NOATIME | O_DIRECT);
-	if (dfd == -EPERM)
-		dfd = fv_reopen(fd, O_RDONLY | O_DIRECT);
+	/* O_NOATIME as the handle's own open got it (open_file): no open
+	 * refused with EPERM on every READ of a file that is not ours */
+	int fl = fcntl(fd, F_GETFL);
+	int dfd = fv_reopen(fd, O_RDONLY | O_DIRECT | (fl > 0 ? fl & O_NOATIME : 0));
 	if (dfd < 0)
 		return -EAGAIN; /* EINVAL: no O_DIRECT on this file system */
 	ssize_t r;

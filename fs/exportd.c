@@ -424,6 +424,7 @@ static int default_threads(void)
 	n = n > 0 ? 2 * n : 4;
 	return n < 4 ? 4 : n > THREADS_MAX ? THREADS_MAX : (int)n;
 }
+
 static int serve(struct exportd *d, const struct cfg *c, const struct fv_tp_path *listen, size_t nlisten)
 {
 	struct fv_tp_node_key key;
